@@ -1,0 +1,46 @@
+# Two set-up commands, each working on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test test-slow lint bench data clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml requirements-pinned.txt
+	$(BIN)/pip install -q -r requirements-pinned.txt
+	$(BIN)/pip install -q -c requirements-pinned.txt -e .
+	touch $@
+
+$(DEVSTAMP): $(STAMP)
+	$(BIN)/pip install -q -c requirements-pinned.txt -e '.[dev]'
+	touch $@
+
+# Fashion-MNIST: the Debian package when apt is usable, else cnnzoo downloads and verifies it.
+data: $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || echo "apt failed: cnnzoo will download Fashion-MNIST"; \
+	fi
+	$(BIN)/cnnzoo data fetch fashion-mnist
+
+demo: data
+	$(BIN)/cnnzoo demo
+
+test: $(DEVSTAMP) data
+	$(BIN)/python -m pytest -q
+
+test-slow: $(DEVSTAMP) data
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check cnnzoo tests benchmarks
+
+bench: $(STAMP) data
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,55 @@
+"""The `cnnzoo` command: a thin layer that parses, calls the library and prints.
+
+Each sub-module adds its subcommands with `add_parsers(subparsers)`; the handler is stored
+as `func` on the parsed namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.models.registry import UnknownModelError
+
+# Sub-modules that contribute subcommands, in the order `cnnzoo -h` lists them.
+_MODULES = ["models", "analysis", "data", "train", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo",
+        description="The landmark CNNs of the ImageNet era: size, train, compare, look inside.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _MODULES:
+        try:
+            m = importlib.import_module(f"cnnzoo.cli.{mod}")
+        except ModuleNotFoundError as e:  # a command group not written yet
+            if e.name != f"cnnzoo.cli.{mod}":
+                raise
+            continue
+        m.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CnnzooError, UnknownModelError) as e:
+        print(f"cnnzoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

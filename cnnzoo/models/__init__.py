@@ -1,0 +1,26 @@
+"""The zoo. Importing this package registers every family."""
+
+from cnnzoo.models import (  # noqa: F401  (imports register the models)
+    alexnet,
+    densenet,
+    fractalnet,
+    googlenet,
+    inception,
+    lenet,
+    nin,
+    resnet,
+    squeezenet,
+    vgg,
+)
+from cnnzoo.models.layers import AuxOutput, main_logits
+from cnnzoo.models.registry import ModelInfo, UnknownModelError, create_model, list_models, model_info
+
+__all__ = [
+    "AuxOutput",
+    "ModelInfo",
+    "UnknownModelError",
+    "create_model",
+    "list_models",
+    "main_logits",
+    "model_info",
+]

@@ -1,0 +1,112 @@
+"""One registry for the whole zoo: `create_model`, `list_models`, `model_info`.
+
+Each family file decorates its builders with `@register_model(...)`, putting the paper's
+metadata right beside the code that builds the network (timm-style).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch.nn as nn
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the lectures and the paper say about one registered network."""
+
+    name: str
+    family: str
+    paper: str
+    year: int
+    input_size: tuple[int, int, int] = (3, 224, 224)  # default (C, H, W)
+    top1_err: float | None = None  # ImageNet top-1 error (%) the case studies quote
+    top5_err: float | None = None  # ImageNet top-5 error (%) the case studies quote
+    recipe: str = "default"  # key into cnnzoo.train.recipes
+    small_input: str = ""  # how 28/32-pixel inputs are handled ("" = natively small)
+    notes: str = ""
+    builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def knobs(self) -> list[str]:
+        """Family knobs the builder accepts, beyond num_classes and in_chans."""
+        sig = inspect.signature(self.builder)
+        return [
+            p for p in sig.parameters if p not in ("num_classes", "in_chans", "kwargs")
+        ]
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("builder")
+        d["input_size"] = list(self.input_size)
+        return d
+
+
+class UnknownModelError(KeyError):
+    """An unregistered model name; the message suggests the closest registered names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+def register_model(family: str, paper: str, year: int, **meta):
+    """Decorator: register `fn` under its function name with the paper's metadata."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = meta.pop("name", fn.__name__)
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelInfo(
+            name=name, family=family, paper=paper, year=year, builder=fn, **meta
+        )
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the package imports every family file, which fills the registry.
+    import cnnzoo.models  # noqa: F401
+
+
+def model_info(name: str) -> ModelInfo:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint} (see `cnnzoo models` for the list)"
+        ) from None
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Registered names matching a shell-style pattern (`"vgg*"`), in registration order."""
+    _ensure_loaded()
+    return [
+        n
+        for n, info in _REGISTRY.items()
+        if fnmatch.fnmatchcase(n, pattern) and (family is None or info.family == family)
+    ]
+
+
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **knobs) -> nn.Module:
+    """Build a registered network. Unknown knobs are an error naming the accepted ones."""
+    info = model_info(name)
+    sig = inspect.signature(info.builder)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    bad = [k for k in knobs if k not in sig.parameters and not accepts_any]
+    if bad:
+        raise TypeError(
+            f"{name} does not take {', '.join(bad)}; its knobs are: {', '.join(info.knobs) or 'none'}"
+        )
+    model = info.builder(num_classes=num_classes, in_chans=in_chans, **knobs)
+    model.model_name = name  # lets checkpoints and reports name what they hold
+    return model
