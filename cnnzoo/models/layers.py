@@ -5,6 +5,7 @@ Each lives here once; the family files compose them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -57,7 +58,7 @@ class ConvBnAct(nn.Sequential):
         ]
         if act is not None:
             layers.append(("act", act(inplace=True)))
-        super().__init__(dict(layers))
+        super().__init__(OrderedDict(layers))
 
 
 class DropPath(nn.Module):
@@ -112,7 +113,9 @@ def init_weights(model: nn.Module, nonlinearity: str = "relu") -> nn.Module:
 def check_min_size(model_name: str, h: int, w: int, min_size: int) -> None:
     """Fail early, with the numbers, when an input is too small for the network's stem."""
     if h < min_size or w < min_size:
-        raise ValueError(
+        from cnnzoo.errors import ShapeError
+
+        raise ShapeError(
             f"{model_name}: input {h}x{w} is too small; it needs at least {min_size}x{min_size} "
             f"(use small_input=True for a 28/32-pixel stem)"
         )

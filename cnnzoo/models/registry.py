@@ -97,16 +97,27 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     ]
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **knobs) -> nn.Module:
-    """Build a registered network. Unknown knobs are an error naming the accepted ones."""
+def create_model(
+    name: str, num_classes: int | None = None, in_chans: int | None = None, **knobs
+) -> nn.Module:
+    """Build a registered network. Unknown knobs are an error naming the accepted ones.
+
+    `num_classes` / `in_chans` left as None take the builder's own defaults (1000 classes
+    and 3 channels for the ImageNet nets, 10 classes and 1 channel for LeNet-5, ...).
+    """
     info = model_info(name)
+    if num_classes is not None:
+        knobs["num_classes"] = num_classes
+    if in_chans is not None:
+        knobs["in_chans"] = in_chans
     sig = inspect.signature(info.builder)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     bad = [k for k in knobs if k not in sig.parameters and not accepts_any]
+    bad = [k for k in bad if k not in ("num_classes", "in_chans")]
     if bad:
         raise TypeError(
             f"{name} does not take {', '.join(bad)}; its knobs are: {', '.join(info.knobs) or 'none'}"
         )
-    model = info.builder(num_classes=num_classes, in_chans=in_chans, **knobs)
+    model = info.builder(**knobs)
     model.model_name = name  # lets checkpoints and reports name what they hold
     return model

@@ -1,0 +1,386 @@
+"""Per-layer profile of a network on meta tensors: shapes, params, activations, MACs, RF.
+
+The model runs once on the `meta` device (shapes and dtypes, no data), so profiling VGG-16
+or Inception-v4 allocates no real activations. A TorchDispatchMode sees every aten op: it
+counts multiply-accumulates of convolutions and matrix products, propagates the receptive
+field per tensor, and checks each conv/pool's arithmetic so that an input a layer cannot
+take raises ShapeError ("does not fit", with the numbers) instead of a torch RuntimeError.
+Forward hooks name the rows after the leaf modules; ops run directly by a container
+(torch.cat in Inception, an out-of-place add in a residual block) get rows of their own.
+
+Conventions (see docs/analysis.md): MACs count conv + linear/matmul multiply-accumulates,
+which is what the ResNet and ResNeXt tables call FLOPs; FLOPs = 2 x MACs. Activations count
+each layer output that needs new memory (an in-place ReLU or a flatten view adds none).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from cnnzoo.analysis.arithmetic import conv_output_size
+from cnnzoo.analysis.receptive import RF, propagate, window
+from cnnzoo.errors import CnnzooError, ShapeError
+
+# Optimizer state per weight, in weight-sized copies (SGD momentum buffer, Adam's m and v).
+OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2, "rmsprop": 1}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+
+
+@dataclass
+class Layer:
+    """One row of the table: a leaf module call, or an op run directly by a container."""
+
+    name: str
+    type: str
+    window: str = ""  # "3x3 s1 p1" for convs and pools
+    output_shape: tuple[int, ...] = ()  # per image, no batch dimension
+    params: int = 0
+    activations: int = 0  # values of new memory this layer's output needs, per image
+    activation_bytes: int = 0
+    macs: int = 0  # multiply-accumulates of conv / linear / matmul, per image
+    rf: int | str = 1  # receptive field in input pixels ("HxW" if not square)
+    jump: int | str = 1  # effective stride: input pixels between neighbouring outputs
+
+
+@dataclass
+class Profile:
+    """Totals and rows of one network at one input size (per image unless stated)."""
+
+    model: str
+    input_size: tuple[int, int, int]
+    dtype: str
+    layers: list[Layer]
+    params: int
+    trainable_params: int
+    param_bytes: int
+    macs: int
+    activations: int
+    activation_bytes: int
+    saved_bytes: int | None  # autograd's saved tensors per image in a training step
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def training_memory(self, batch: int = 1, optimizer: str = "momentum") -> dict[str, int]:
+        """Bytes of one training step: weights + grads + optimizer state + saved activations.
+
+        Gradients exist for trainable weights only; saved activations scale with the batch.
+        Ignores allocator slack, cuDNN workspaces and the transient gradient buffers of the
+        backward pass (each at most about one layer's activations).
+        """
+        if optimizer not in OPTIMIZER_STATE:
+            raise CnnzooError(
+                f"unknown optimizer {optimizer!r}; one of {', '.join(OPTIMIZER_STATE)}"
+            )
+        per_value = self.param_bytes // max(self.params, 1)
+        trainable_bytes = self.trainable_params * per_value
+        saved = self.saved_bytes if self.saved_bytes is not None else self.activation_bytes
+        mem = {
+            "weights": self.param_bytes,
+            "gradients": trainable_bytes,
+            "optimizer_state": OPTIMIZER_STATE[optimizer] * trainable_bytes,
+            "activations": saved * batch,
+        }
+        mem["total"] = sum(mem.values())
+        return mem
+
+    def as_dict(self, batch: int = 1, optimizer: str = "momentum") -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["frozen_params"] = self.frozen_params
+        d["flops"] = self.flops
+        d["training_memory"] = {"batch": batch, "optimizer": optimizer,
+                                **self.training_memory(batch, optimizer)}
+        for row in d["layers"]:
+            row["output_shape"] = list(row["output_shape"])
+        return d
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata  # views share it; meta tensors have no data_ptr
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+def _fmt_window(win, groups: int = 1) -> str:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), _ = win
+    text = f"{kh}x{kw} s{sh if sh == sw else f'{sh}x{sw}'} p{ph if ph == pw else f'{ph}x{pw}'}"
+    if (dh, dw) != (1, 1):
+        text += f" d{dh}"
+    if groups > 1:
+        text += f" g{groups}"
+    return text
+
+
+def _macs(func, args, out) -> int:
+    """Multiply-accumulates by formula: conv = out values x (C_in / groups) x kH x kW."""
+    op = func.__name__.split(".")[0]
+    if op == "convolution":
+        w = args[1]
+        if args[6]:  # transposed: each input value meets (C_out / groups) x kH x kW weights
+            return args[0].numel() * math.prod(w.shape[1:])
+        return out.numel() * math.prod(w.shape[1:])
+    if op in ("mm", "addmm"):
+        a, b = args[-2], args[-1]
+        return a.shape[0] * a.shape[1] * b.shape[1]
+    if op in ("bmm", "baddbmm"):
+        a, b = args[-2], args[-1]
+        return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return 0
+
+
+class _Tracer(TorchDispatchMode):
+    """Sees every aten op of the forward: MACs, conv arithmetic, RF, who allocated what."""
+
+    def __init__(self, model_name: str):
+        super().__init__()
+        self.model_name = model_name
+        self.rf = WeakTensorKeyDictionary()
+        self.owner: dict[int, Layer] = {}  # storage -> the row whose op allocated it
+        self.keep: list[torch.Tensor] = []  # keep storages alive so keys are never reused
+        self.stack: list[tuple[str, Layer | None]] = []  # (module name, leaf row or None)
+        self.rows: list[Layer] = []
+        self.floored: list[str] = []
+
+    def current(self) -> tuple[str, Layer | None]:
+        return self.stack[-1] if self.stack else ("", None)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        where, row = self.current()
+        win = window(func, args)
+        if win is not None:
+            kind = "pool" if "pool" in func.__name__ else "filter"
+            self._check(win, args[0], where, row, kind)
+        out = func(*args, **kwargs)
+        outs = list(_tensors(out))
+        if not outs:
+            return out
+        first = outs[0]
+        macs = _macs(func, args, first)
+        inputs = [(t, self.rf.get(t, RF())) for t in _tensors((args, kwargs)) if t in self.rf]
+        field_ = propagate(func, args, inputs, first)
+        new = [t for t in outs if _storage_key(t) not in self.owner]
+        if row is None and (macs or win or (new and first.is_floating_point() and first.ndim >= 2)):
+            op = func.__name__.split(".")[0]
+            row = Layer(f"{where}.<{op}>" if where else f"<{op}>", op)
+            row.output_shape = tuple(first.shape[1:])
+            row.rf, row.jump = field_.rf, field_.jump
+            if _storage_key(first) not in self.owner:
+                row.activations = first[0].numel() if first.ndim else 1
+                row.activation_bytes = row.activations * first.element_size()
+            self.rows.append(row)
+        if row is not None:
+            row.macs += macs
+            if win is not None and not row.window:
+                groups = args[8] if func.__name__.startswith("convolution") else 1
+                row.window = _fmt_window(win, groups)
+        for t in new:
+            self.owner[_storage_key(t)] = row
+            self.keep.append(t)
+        for t in outs:
+            self.rf[t] = field_
+        return out
+
+    def _check(self, win, x, where, row, kind) -> None:
+        kernel, stride, pad, dil, ceil = win
+        if ceil is None:  # adaptive pools fit any input
+            return
+        name = row.name if row is not None else where or "input"
+        floors = []
+        for size, k, s, p, d in zip(x.shape[2:], kernel, stride, pad, dil):
+            try:
+                conv_output_size(int(size), k, s, p, d, ceil_mode=ceil, strict=False, what=kind)
+            except ShapeError as e:
+                raise ShapeError(f"{self.model_name}: layer {name}: {e}") from None
+            span = int(size) - (d * (k - 1) + 1) + 2 * p
+            if span % s and not ceil:
+                floors.append(
+                    f"({size} - {k} + 2*{p})/{s} + 1 = {span / s + 1:.2f} -> {span // s + 1}"
+                )
+        if floors:  # report a layer once, not once per axis
+            self.floored.append(f"{name}: {floors[0]}")
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """The model on the meta device, leaving the user's (real) module untouched."""
+    if all(p.device.type == "meta" for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to("meta")
+
+
+def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
+    """Bytes per image autograd saves for backward in a training-mode forward (no params).
+
+    Runs at batch 2 (train-mode BatchNorm needs more than one value per channel) and halves.
+    """
+    x = x.expand(2, *x.shape[1:])
+    params = {_storage_key(p) for p in model.parameters()}
+    saved: dict[int, int] = {}
+    keep = []
+
+    def pack(t):
+        key = _storage_key(t)
+        if key not in params:
+            saved[key] = t.untyped_storage().nbytes()
+            keep.append(t)
+        return t
+
+    was_training = model.training
+    try:
+        model.train()
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+    except Exception:  # a model that cannot train at this size still gets its forward profile
+        return None
+    finally:
+        model.train(was_training)
+    return sum(saved.values()) // 2
+
+
+def profile(
+    model: nn.Module | str,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    dtype: str | torch.dtype = "float32",
+    num_classes: int = 1000,
+    training: bool = True,
+    **knobs,
+) -> Profile:
+    """Profile a registered model (by name, built on meta) or any nn.Module at one input size.
+
+    input_size is (C, H, W); it defaults to the registered model's own. training=False skips
+    the training-mode pass that measures autograd's saved activations.
+    """
+    from cnnzoo.models.registry import create_model, model_info
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise CnnzooError(f"--dtype {dtype!r}: one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if isinstance(model, str):
+        name = model
+        info = model_info(name)
+        input_size = tuple(input_size or info.input_size)
+        with torch.device("meta"):
+            try:
+                net = create_model(name, num_classes=num_classes, in_chans=input_size[0], **knobs)
+            except (TypeError, ValueError) as e:
+                raise ShapeError(f"{name}: {e}") from None
+    else:
+        if input_size is None:
+            raise CnnzooError("profile(nn.Module) needs input_size=(C, H, W)")
+        name = getattr(model, "model_name", type(model).__name__)
+        net = _meta_copy(model)
+    input_size = tuple(int(v) for v in input_size)
+    net = net.to(dtype)
+    was_training = net.training
+    net.eval()
+    x = torch.empty((1, *input_size), device="meta", dtype=dtype)
+
+    tracer = _Tracer(name)
+    inp = Layer("input", "Input", output_shape=input_size,
+                activations=math.prod(input_size), activation_bytes=x.numel() * x.element_size())
+    tracer.rows.append(inp)
+    tracer.rf[x] = RF()
+    tracer.owner[_storage_key(x)] = inp
+    counted: set[int] = set()
+    handles = []
+
+    def pre(mod, _args, mname=None):
+        row = None
+        if not any(True for _ in mod.children()):
+            ps = [p for p in mod.parameters() if id(p) not in counted]
+            counted.update(id(p) for p in ps)
+            row = Layer(mname or "<root>", type(mod).__name__, params=sum(p.numel() for p in ps))
+            tracer.rows.append(row)
+        tracer.stack.append((mname, row))
+
+    def post(mod, _args, out, mname=None):
+        _, row = tracer.stack.pop()
+        if row is None:
+            return
+        first = next(_tensors(out), None)
+        if first is None:
+            return
+        row.output_shape = tuple(first.shape[1:])
+        field_ = tracer.rf.get(first, RF())
+        row.rf, row.jump = field_.rf, field_.jump
+        if tracer.owner.get(_storage_key(first)) is row:
+            row.activations = first[0].numel() if first.ndim else 1
+            row.activation_bytes = row.activations * first.element_size()
+
+    for mname, mod in net.named_modules():
+        handles.append(mod.register_forward_pre_hook(lambda m, a, n=mname: pre(m, a, n)))
+        handles.append(mod.register_forward_hook(lambda m, a, o, n=mname: post(m, a, o, n)))
+    try:
+        with torch.no_grad(), tracer:
+            net(x)
+    except CnnzooError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as e:
+        where = tracer.stack[-1][0] if tracer.stack else ""
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ShapeError(
+            f"{name} cannot take input {'x'.join(map(str, input_size))}"
+            f"{f' (at layer {where})' if where else ''}: {first_line}"
+        ) from None
+    finally:
+        for h in handles:
+            h.remove()
+    saved = _saved_bytes(net, x) if training else None
+    net.train(was_training)
+
+    rows = tracer.rows
+    params = list({id(p): p for p in net.parameters()}.values())
+    n_params = sum(p.numel() for p in params)
+    notes = []
+    unprofiled = n_params - sum(r.params for r in rows)
+    if unprofiled:
+        notes.append(f"{unprofiled:,} params are not in any layer run by this forward "
+                     "(e.g. auxiliary heads, which run only in training mode)")
+    if training and saved is None:
+        notes.append("the training-mode forward failed at this size; the training-memory "
+                     "estimate uses the forward activations as the saved ones")
+    if tracer.floored:
+        more = len(tracer.floored) - 3
+        notes.append(f"{len(tracer.floored)} layers' strides do not tile their input; PyTorch "
+                     "floors the size (drops border pixels): "
+                     + "; ".join(tracer.floored[:3]) + (f"; and {more} more" if more > 0 else ""))
+    return Profile(
+        model=name,
+        input_size=input_size,
+        dtype=str(dtype).replace("torch.", ""),
+        layers=rows,
+        params=n_params,
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        macs=sum(r.macs for r in rows),
+        activations=sum(r.activations for r in rows),
+        activation_bytes=sum(r.activation_bytes for r in rows),
+        saved_bytes=saved,
+        notes=notes,
+    )

@@ -1,0 +1,119 @@
+"""The registry (create_model, list_models, model_info) and `cnnzoo models` / `cnnzoo info`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnzoo.cli import main
+from cnnzoo.cli.models import format_count
+from cnnzoo.models import UnknownModelError, create_model, list_models, model_info
+
+VGGS = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+
+
+def test_list_models_pattern_and_family():
+    assert list_models("vgg*") == [*VGGS, "vgg_cs324"]
+    assert list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    assert list_models(family="lenet") == ["lenet5_1998", "lenet5"]
+    assert list_models("*net*", family="alexnet") == ["alexnet", "alexnet_paper", "zfnet"]
+    assert list_models("alex*") == ["alexnet", "alexnet_paper"]
+    assert list_models("no_such_model*") == []
+    everything = list_models()
+    assert {"lenet5", "alexnet", "zfnet", "vgg16", "nin", "nin_cifar"} <= set(everything)
+    assert len(everything) == len(set(everything))
+
+
+def test_model_info_carries_the_papers_metadata():
+    info = model_info("vgg16")
+    assert info.family == "vgg" and info.year == 2014 and "Simonyan" in info.paper
+    assert info.top5_err == 7.32 and info.top1_err is None
+    assert info.input_size == (3, 224, 224)
+    assert info.knobs == ["small_input", "dropout"]
+    assert "512" in info.small_input
+    assert model_info("alexnet_paper").top5_err == 16.4
+    assert model_info("alexnet_paper").input_size == (3, 227, 227)
+    assert model_info("zfnet").top5_err == 11.7
+    assert model_info("lenet5").small_input == ""  # natively small
+    assert model_info("lenet5_1998").knobs == ["c3_table", "act"]
+    d = model_info("alexnet_paper").as_dict()
+    assert json.loads(json.dumps(d))["input_size"] == [3, 227, 227]
+    assert "groups" in model_info("alexnet_paper").knobs
+
+
+def test_create_model_applies_classes_channels_and_knobs():
+    m = create_model("lenet5", num_classes=7, in_chans=3)
+    assert m.model_name == "lenet5"
+    assert m.c1.in_channels == 3 and m.output.out_features == 7
+    with torch.device("meta"):
+        m = create_model("alexnet_paper", num_classes=5, groups=2)
+    assert m.classifier[-1].out_features == 5 and m.features[4].groups == 2
+
+
+def test_unknown_model_suggests_the_closest_name():
+    with pytest.raises(UnknownModelError) as e:
+        create_model("vgg61")
+    msg = str(e.value)
+    assert "unknown model 'vgg61'" in msg and "did you mean" in msg and "vgg16" in msg
+    with pytest.raises(UnknownModelError, match="lenet5"):
+        model_info("lenet-5")
+
+
+def test_unknown_knob_names_the_accepted_ones():
+    with pytest.raises(TypeError) as e:
+        create_model("vgg16", depth=16)
+    assert "depth" in str(e.value) and "small_input, dropout" in str(e.value)
+    with pytest.raises(TypeError, match="none"):
+        create_model("vgg_cs324", small_input=True)  # natively small: no knobs
+
+
+def test_format_count():
+    assert format_count(138_357_544) == "138.4M"
+    assert format_count(61_706) == "61.7K"
+    assert format_count(1_500_000_000) == "1.5B"
+    assert format_count(850) == "850"
+
+
+def test_cli_models_table(capsys):
+    assert main(["models", "vgg*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["name", "family", "year", "params"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert list(rows) == [*VGGS, "vgg_cs324"]
+    assert rows["vgg16"][1:6] == ["vgg", "2014", "138.4M", "3x224x224", "-"]
+    assert rows["vgg16"][6] == "7.32"
+    assert rows["vgg19"][3] == "143.7M"
+    assert rows["vgg_cs324"][4] == "3x32x32"
+
+
+def test_cli_models_family_json_and_substring(capsys):
+    assert main(["models", "--family", "alexnet", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert list(rows) == ["alexnet", "alexnet_paper", "zfnet"]
+    assert rows["alexnet"]["params"] == 61_100_840
+    assert rows["alexnet_paper"]["params"] == 62_378_344
+    assert rows["alexnet_paper"]["knobs"] == {"groups": 1, "small_input": False, "dropout": 0.5}
+    # a bare word matches as a substring; LeNet is counted at its own 10 classes, 1 channel
+    assert main(["models", "lenet5_19", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["params"] == 156 + 12 + 1516 + 32 + 48120 + 10164 + 850
+
+
+def test_cli_models_no_match(capsys):
+    assert main(["models", "zz*"]) == 1
+    assert "no models match 'zz*'" in capsys.readouterr().err
+
+
+def test_cli_info(capsys):
+    assert main(["info", "alexnet_paper"]) == 0
+    out = capsys.readouterr().out
+    assert "62,378,344" in out and "groups=1" in out and "small_input=False" in out
+    assert "Krizhevsky" in out and "3x227x227" in out and "16.4" in out
+
+
+def test_cli_info_unknown_model_exits_2(capsys):
+    assert main(["info", "vgg61"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnzoo info: error: unknown model 'vgg61'") and "vgg16" in err
