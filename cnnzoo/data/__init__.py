@@ -1,0 +1,13 @@
+"""Datasets, batched augmentation and the input pipeline (see docs/ARCHITECTURE.md, "Data")."""
+
+from cnnzoo.data.augment import Augment, build_augment, pca_basis, tta_views
+from cnnzoo.data.datasets import DATASETS, ArrayDataset, load_dataset
+from cnnzoo.data.folder import ImageFolderDataset
+from cnnzoo.data.loader import build_loader, shard_order
+from cnnzoo.data.sources import SOURCES, cache_dir, resolve
+
+__all__ = [
+    "DATASETS", "SOURCES", "ArrayDataset", "Augment", "ImageFolderDataset", "build_augment",
+    "build_loader", "cache_dir", "load_dataset", "pca_basis", "resolve", "shard_order",
+    "tta_views",
+]

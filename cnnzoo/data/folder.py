@@ -1,0 +1,117 @@
+"""A user's photos: `root/<class>/*.jpg|png`, decoded by Pillow in DataLoader workers.
+
+Unreadable images: by default (`on_error="skip"`) the loader drops them from their batch
+and warns once per file, naming the path (a training run over thousands of scraped photos
+should not die on one bad file); `on_error="raise"` stops with a DataError naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from cnnzoo.errors import DataError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _size(image_size) -> tuple[int, int]:
+    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Images under `root/<class>/`, each resized (shorter side) and centre-cropped to
+    `image_size`; item i is (uint8 [C,H,W], label, error message or "")."""
+
+    def __init__(self, root, image_size=224, channels: int = 3, on_error: str = "skip",
+                 samples: list[tuple[str, int]] | None = None, classes: list[str] | None = None):
+        self.root = Path(root).expanduser()
+        self.image_size = _size(image_size)
+        self.channels = channels
+        if on_error not in ("skip", "raise"):
+            raise DataError(f"on_error must be 'skip' or 'raise', got '{on_error}'")
+        self.on_error = on_error
+        self.name = self.root.name
+        if samples is None:
+            classes, samples = self._scan()
+        self.classes, self.samples = list(classes), list(samples)
+        self.labels = torch.tensor([s[1] for s in self.samples], dtype=torch.int64)
+
+    def _scan(self):
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: image folder not found")
+        classes = sorted(d.name for d in self.root.iterdir() if d.is_dir()
+                         and not d.name.startswith("."))
+        samples = []
+        for label, c in enumerate(classes):
+            for dirpath, _, files in sorted(os.walk(self.root / c)):
+                samples += [(os.path.join(dirpath, f), label) for f in sorted(files)
+                            if f.lower().endswith(IMAGE_EXTS)]
+        if not samples:
+            raise DataError(f"{self.root}: no images found (expected root/<class>/*.jpg|png)")
+        return classes, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, *self.image_size)
+
+    def decode(self, path: str) -> torch.Tensor:
+        h, w = self.image_size
+        with Image.open(path) as im:
+            im.draft("RGB" if self.channels == 3 else "L", (w, h))  # fast JPEG downscale
+            im = im.convert("RGB" if self.channels == 3 else "L")
+            s = max(h / im.height, w / im.width)
+            nh, nw = max(h, round(im.height * s)), max(w, round(im.width * s))
+            im = im.resize((nw, nh), Image.BILINEAR)
+            top, left = (nh - h) // 2, (nw - w) // 2
+            im = im.crop((left, top, left + w, top + h))
+            a = np.asarray(im, dtype=np.uint8)
+        a = a[:, :, None] if a.ndim == 2 else a
+        return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, i):
+        path, label = self.samples[i]
+        try:
+            return self.decode(path), label, ""
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            return torch.zeros(self.image_shape, dtype=torch.uint8), label, f"{path}: {e}"
+
+    def subset(self, index, name: str | None = None) -> ImageFolderDataset:
+        d = ImageFolderDataset(self.root, self.image_size, self.channels, self.on_error,
+                               [self.samples[int(i)] for i in index], self.classes)
+        d.name = name or self.name
+        return d
+
+    def split(self, val_fraction: float, seed: int = 0):
+        """(train, val): deterministic and disjoint."""
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        n_val = round(len(self) * val_fraction)
+        return (self.subset(perm[n_val:].sort().values),
+                self.subset(perm[:n_val].sort().values, f"{self.name}-val"))
+
+    def channel_stats(self, max_images: int = 500, seed: int = 0):
+        """Per-channel mean/std (0..1) from up to `max_images` images (unreadable ones skipped)."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:max_images]
+        imgs = [img for img, _, err in (self[int(i)] for i in idx) if not err]
+        if not imgs:
+            raise DataError(f"{self.root}: no readable images to compute channel statistics")
+        x = torch.stack(imgs).to(torch.float64).div_(255).transpose(0, 1).flatten(1)
+        return x.mean(1).tolist(), x.std(1, correction=0).tolist()
+
+
+def collate(items):
+    x = torch.stack([it[0] for it in items])
+    y = torch.tensor([it[1] for it in items], dtype=torch.int64)
+    return x, y, [it[2] for it in items]

@@ -1,0 +1,156 @@
+"""CIFAR archives: the real python-version layout, hostile pickles, escaping tar members."""
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnzoo.data import load_dataset
+from cnnzoo.errors import DataError
+
+C10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _batch(n, label_key, rng, num_classes):
+    return {b"batch_label": b"training batch", b"data": rng.integers(
+        0, 256, (n, 3072), dtype=np.uint8), label_key: rng.integers(
+        0, num_classes, n).tolist(), b"filenames": [b"x.png"] * n}
+
+
+def make_cifar_tar(path: Path, name="cifar10", n=4, extra: dict | None = None, seed=0):
+    """A tiny archive with the real member names and dict layout (protocol-2 pickles)."""
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        top = "cifar-10-batches-py"
+        files = {f"data_batch_{i}": _batch(n, b"labels", rng, 10) for i in range(1, 6)}
+        files["test_batch"] = _batch(n, b"labels", rng, 10)
+        files["batches.meta"] = {b"label_names": [c.encode() for c in C10],
+                                 b"num_cases_per_batch": n, b"num_vis": 3072}
+    else:
+        top = "cifar-100-python"
+        files = {"train": _batch(n, b"fine_labels", rng, 100),
+                 "test": _batch(n, b"fine_labels", rng, 100)}
+        files["meta"] = {b"fine_label_names": [f"c{i}".encode() for i in range(100)],
+                         b"coarse_label_names": [f"s{i}".encode() for i in range(20)]}
+    blobs = {f"{top}/{k}": pickle.dumps(v, protocol=2) for k, v in files.items()}
+    blobs.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in blobs.items():
+            if isinstance(data, tarfile.TarInfo):
+                tar.addfile(data)
+                continue
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return files
+
+
+def test_cifar10_good_archive(tmp_path):
+    files = make_cifar_tar(tmp_path / "cifar10/cifar-10-python.tar.gz")
+    train = load_dataset("cifar10", "train", data_dir=tmp_path, download=False)
+    test = load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert train.images.shape == (20, 3, 32, 32) and len(test) == 4
+    assert train.classes == C10
+    want = files["data_batch_1"][b"data"].reshape(-1, 3, 32, 32)
+    assert torch.equal(train.images[:4], torch.from_numpy(want))
+    assert train.labels[:4].tolist() == files["data_batch_1"][b"labels"]
+    assert (tmp_path / "cifar10/cifar-10-batches-py/data_batch_5").is_file()
+
+
+def test_cifar100_good_archive(tmp_path):
+    files = make_cifar_tar(tmp_path / "cifar-100-python.tar.gz", "cifar100", n=6)
+    ds = load_dataset("cifar100", "train", data_dir=tmp_path, download=False)
+    assert len(ds) == 6 and ds.num_classes == 100 and ds.classes[3] == "c3"
+    assert ds.labels.tolist() == files["train"][b"fine_labels"]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def _leftovers(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if p.name != "cifar-10-python.tar.gz")
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    root = tmp_path / "cifar10"
+    make_cifar_tar(root / "cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/data_batch_3": evil})
+    with pytest.raises(DataError, match=r"data_batch_3: unsafe or corrupt pickle: refused to "
+                                        r"load global '(posix|os)\.system'"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert not (tmp_path / "PWNED").exists()
+    assert _leftovers(root) == []  # the freshly extracted folder was removed again
+
+
+def test_truncated_pickle(tmp_path):
+    root = tmp_path / "cifar10"
+    blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
+    make_cifar_tar(root / "cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": blob[:-40]})
+    with pytest.raises(DataError, match="test_batch: corrupt or truncated pickle"):
+        load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+def test_wrong_layout_is_named(tmp_path):
+    root = tmp_path / "cifar10"
+    blob = pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=2)
+    make_cifar_tar(root / "cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": blob})
+    with pytest.raises(DataError, match=r"test_batch: b'data' must be uint8 \[N, 3072\]"):
+        load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "cifar-10-batches-py/../../evil.txt",
+                                    "/tmp/cnnzoo-evil.txt"])
+def test_archive_member_escaping_is_refused(tmp_path, member):
+    root = tmp_path / "a" / "cifar10"
+    make_cifar_tar(root / "cifar-10-python.tar.gz", extra={member: b"pwned"})
+    with pytest.raises(DataError, match=rf"cifar-10-python.tar.gz: member '{member}' would "
+                                        "escape"):
+        load_dataset("cifar10", data_dir=tmp_path / "a", download=False)
+    assert _leftovers(root) == []
+    assert not (tmp_path / "a" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert not Path("/tmp/cnnzoo-evil.txt").exists()
+
+
+def test_archive_symlink_is_refused(tmp_path):
+    root = tmp_path / "cifar10"
+    link = tarfile.TarInfo("cifar-10-batches-py/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    make_cifar_tar(root / "cifar-10-python.tar.gz", extra={"link": link})
+    with pytest.raises(DataError, match="member 'cifar-10-batches-py/link' is a link"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+def test_truncated_archive(tmp_path):
+    root = tmp_path / "cifar10"
+    tgz = root / "cifar-10-python.tar.gz"
+    make_cifar_tar(tgz)
+    tgz.write_bytes(tgz.read_bytes()[:3000])
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz: corrupt or truncated archive"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+def test_numpy1_module_names_as_in_the_published_files(tmp_path):
+    # The real batches name numpy.core.multiarray._reconstruct (numpy 1.x spelling).
+    blob = pickle.dumps({b"data": np.full((2, 3072), 7, np.uint8), b"labels": [3, 4]},
+                        protocol=2).replace(b"cnumpy._core.multiarray\n",
+                                            b"cnumpy.core.multiarray\n")
+    assert b"cnumpy.core.multiarray\n" in blob
+    make_cifar_tar(tmp_path / "cifar10/cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": blob})
+    ds = load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert ds.labels.tolist() == [3, 4] and int(ds.images.max()) == 7
