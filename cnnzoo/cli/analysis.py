@@ -21,7 +21,7 @@ def add_parsers(sub) -> None:
                    choices=["sgd", "momentum", "adam", "adamw", "rmsprop"],
                    help="optimizer state of the estimate (default momentum: 1 copy)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--num-classes", type=_positive, default=1000)
+    p.add_argument("--num-classes", type=_positive, default=None)
     p.add_argument("--totals", action="store_true", help="totals only, no per-layer table")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.set_defaults(func=_summary)

@@ -12,17 +12,11 @@ import torch
 from cnnzoo.models.registry import ModelInfo, create_model, list_models, model_info
 
 
-def _default_classes(info: ModelInfo) -> int:
-    """The class count the builder is written for (10 for LeNet / CIFAR nets, else 1000)."""
-    p = inspect.signature(info.builder).parameters.get("num_classes")
-    return p.default if p is not None and isinstance(p.default, int) else 1000
-
-
 def count_params(info: ModelInfo) -> int:
     """Parameters at the model's own class count and input channels, built on the meta
     device so that no memory is allocated and no weights are initialised for real."""
     with torch.device("meta"):
-        model = create_model(info.name, _default_classes(info), info.input_size[0])
+        model = create_model(info.name, in_chans=info.input_size[0])
     return sum(p.numel() for p in model.parameters())
 
 
@@ -83,7 +77,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2))
         return 0
     d["params"] = f"{d['params']:,} ({format_count(d['params'])}) at " \
-        f"{_default_classes(info)} classes"
+        f"{info.num_classes} classes"
     d["input_size"] = "x".join(map(str, info.input_size))
     d["top1_err"], d["top5_err"] = _err(info.top1_err), _err(info.top5_err)
     d["small_input"] = d["small_input"] or "natively small (no special stem)"

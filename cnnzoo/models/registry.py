@@ -41,6 +41,12 @@ class ModelInfo:
             p for p in sig.parameters if p not in ("num_classes", "in_chans", "kwargs")
         ]
 
+    @property
+    def num_classes(self) -> int:
+        """The class count the builder defaults to (1000 ImageNet, 10 LeNet/CIFAR nets)."""
+        p = inspect.signature(self.builder).parameters.get("num_classes")
+        return p.default if p is not None and isinstance(p.default, int) else 1000
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.pop("builder")
