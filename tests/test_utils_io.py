@@ -23,3 +23,13 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
             raise RuntimeError("crash mid-write")
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_atomic_write_has_ordinary_file_mode(tmp_path):
+    import os
+
+    p = tmp_path / "m.txt"
+    atomic_write_text(p, "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
