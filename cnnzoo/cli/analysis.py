@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from cnnzoo.cli.args import positive_int
 from cnnzoo.errors import CnnzooError
 
 
@@ -15,13 +15,13 @@ def add_parsers(sub) -> None:
                        "per-layer table and totals, training-memory estimate for a batch.")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--input", metavar="CxHxW", help="input size (default: the model's own)")
-    p.add_argument("--batch", type=_positive, default=1,
+    p.add_argument("--batch", type=positive_int, default=1,
                    help="batch size of the training-memory estimate (default 1)")
     p.add_argument("--optimizer", default="momentum",
                    choices=["sgd", "momentum", "adam", "adamw", "rmsprop"],
                    help="optimizer state of the estimate (default momentum: 1 copy)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--num-classes", type=_positive, default=None)
+    p.add_argument("--num-classes", type=positive_int, default=None)
     p.add_argument("--totals", action="store_true", help="totals only, no per-layer table")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.set_defaults(func=_summary)
@@ -47,16 +47,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--pad", default="0", metavar="P", help="padding, or 'same'")
     p.add_argument("--dilation", type=int, default=1)
     p.set_defaults(func=_conv)
-
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
-    return v
 
 
 def _input(args):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from cnnzoo.cli.args import positive_int
 
 
 def add_parsers(sub) -> None:
@@ -17,14 +18,14 @@ def add_parsers(sub) -> None:
                    help="test-time augmentation: average softmax over views (default none)")
     p.add_argument("--which", choices=["best", "last"], default="best",
                    help="best-validation or last-epoch weights (default best)")
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="classify image files with a trained run")
     p.add_argument("run", type=Path, metavar="RUN", help="run folder")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
-    p.add_argument("--topk", type=_positive, default=5, help="classes to show (default 5)")
+    p.add_argument("--topk", type=positive_int, default=5, help="classes to show (default 5)")
     p.add_argument("--which", choices=["best", "last"], default="best")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_predict)
@@ -34,16 +35,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", type=Path, metavar="FILE.png",
                    help="output file (default RUN/curves.png)")
     p.set_defaults(func=_plot)
-
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
-    return v
 
 
 def _eval(args) -> int:
