@@ -13,7 +13,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.registry import UnknownModelError
 
 # Sub-modules that contribute subcommands, in the order `cnnzoo -h` lists them.
-_MODULES = ["models", "analysis", "data", "train", "evaluate", "demo"]
+_MODULES = ["models", "analysis", "data", "train", "evaluate", "demo", "imaging"]
 
 
 def build_parser() -> argparse.ArgumentParser:
