@@ -8,15 +8,12 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-# load_run comes from the training part; until it lands these tests skip (visible with -ra)
-pytest.importorskip("cnnzoo.train.checkpoint")
-
-from cnnzoo.cli import main  # noqa: E402
-from cnnzoo.data import load_dataset  # noqa: E402
-from cnnzoo.errors import CheckpointError, DataError  # noqa: E402
-from cnnzoo.evaluate import evaluate_run, predict_images  # noqa: E402
-from cnnzoo.evaluate.metrics import confusion_matrix  # noqa: E402
-from cnnzoo.models.registry import create_model  # noqa: E402
+from cnnzoo.cli import main
+from cnnzoo.data import load_dataset
+from cnnzoo.errors import CheckpointError, DataError
+from cnnzoo.evaluate import evaluate_run, predict_images
+from cnnzoo.evaluate.metrics import confusion_matrix
+from cnnzoo.models.registry import create_model
 
 MEAN, STD = [0.45, 0.5, 0.55], [0.2, 0.25, 0.3]  # unusual on purpose: eval must use these
 TEST = dict(num_samples=96, channels=3, size=32, num_classes=10)
