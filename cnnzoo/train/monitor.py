@@ -1,0 +1,116 @@
+"""Watching it learn (lectures, "Monitoring the learning process", 3-5).
+
+- update / weight ratio per weight tensor: ||w_after - w_before|| / ||w_before|| over one
+  optimizer step (the actual change, so momentum and Adam scaling count). About 1e-3 is
+  healthy; below 1e-4 the learning rate is too low, above 1e-2 too high.
+- activation variance per layer on a fixed probe batch (forward hooks): variance that
+  collapses towards 0 with depth means vanishing activations (bad init); a ReLU layer whose
+  outputs are > 99% zeros is dead.
+- gradient norm per weight tensor.
+- first-layer filters as a PNG each epoch (smooth filters: training goes well).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2
+VAR_MIN, DEAD_FRACTION = 1e-6, 0.99
+_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)
+
+
+def watched_params(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Weight tensors (conv/linear kernels); biases and BN scales start at 0/1: no ratio."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1}
+
+
+class UpdateRatio:
+    """Snapshot the weights before one step; compare after it."""
+
+    def __init__(self, model: nn.Module):
+        self.params = watched_params(model)
+        self.before: dict[str, torch.Tensor] | None = None
+
+    def snapshot(self) -> None:
+        self.before = {n: p.detach().clone() for n, p in self.params.items()}
+
+    def grad_norms(self) -> dict[str, float]:
+        return {n: float(p.grad.norm()) for n, p in self.params.items() if p.grad is not None}
+
+    def ratios(self) -> dict[str, float]:
+        out = {}
+        for n, p in self.params.items():
+            w0 = self.before[n]
+            out[n] = float((p.detach() - w0).norm() / w0.norm().clamp_min(1e-12))
+        self.before = None
+        return out
+
+
+@torch.inference_mode()
+def activation_stats(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict]:
+    """(variance, zero fraction) of each conv/linear and activation layer's output on `x`."""
+    var, zeros, hooks = {}, {}, []
+
+    def hook(name, is_act):
+        def fn(_m, _inp, out):
+            if not torch.is_tensor(out):
+                return
+            o = out.detach().float()
+            var[name] = float(o.var())
+            if is_act:
+                zeros[name] = float((o == 0).float().mean())
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(hook(name, False)))
+        elif isinstance(m, _ACTS):
+            hooks.append(m.register_forward_hook(hook(name, True)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return var, zeros
+
+
+def health_warnings(ratios: dict, var: dict, zeros: dict, annealing: bool = False
+                    ) -> list[tuple[str, str]]:
+    """The lectures' rules of thumb as (layer:kind, message), one per offending layer.
+
+    `annealing`: the schedule has cut the lr on purpose (< 10% of the base), so small
+    ratios are expected and not reported.
+    """
+    out = []
+    for n, r in ratios.items():
+        if r < RATIO_LOW and not annealing:
+            out.append((f"{n}:low", f"{n}: update/weight ratio {r:.1e} < {RATIO_LOW:.0e}: "
+                        "learning rate too low (or the layer is stuck)"))
+        elif r > RATIO_HIGH:
+            out.append((f"{n}:high", f"{n}: update/weight ratio {r:.1e} > {RATIO_HIGH:.0e}: "
+                        "learning rate too high"))
+    for n, v in var.items():
+        if v < VAR_MIN:
+            out.append((f"{n}:var", f"{n}: activation variance {v:.1e} < {VAR_MIN:.0e}: "
+                        "activations vanish (check the initialisation)"))
+    for n, z in zeros.items():
+        if z > DEAD_FRACTION:
+            out.append((f"{n}:dead", f"{n}: {z:.1%} of activations are zero: dead ReLU layer"))
+    return out
+
+
+def save_first_filters(model: nn.Module, path, title: str) -> bool:
+    """First conv layer's filters as a PNG (cnnzoo.viz.filters); False if there is none."""
+    from cnnzoo.errors import ShapeError
+    from cnnzoo.viz.filters import first_conv_weight, save_filter_grid
+
+    try:
+        w = first_conv_weight(model)
+    except ShapeError:
+        return False
+    save_filter_grid(w, path, title=title)
+    return True
