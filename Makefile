@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint bench data clean
+.PHONY: demo test test-fast lint bench data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,11 +30,12 @@ data: $(STAMP)
 demo: data
 	$(BIN)/cnnzoo demo
 
+# Everything, slow-marked tests included (about 2 minutes here); plain `pytest` runs the fast set.
 test: $(DEVSTAMP) data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-test-slow: $(DEVSTAMP) data
-	$(BIN)/python -m pytest -q -m slow
+test-fast: $(DEVSTAMP) data
+	$(BIN)/python -m pytest -q
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check cnnzoo tests benchmarks
