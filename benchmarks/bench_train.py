@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from cnnzoo.data import build_loader, load_dataset
 from cnnzoo.models.registry import create_model
@@ -57,7 +59,7 @@ def time_to_accuracy(model_name: str, dataset: str, epochs: int | None, target: 
 
 
 class PerSample(torch.utils.data.Dataset):
-    """The textbook Dataset: one normalised float image per __getitem__."""
+    """The textbook Dataset: one normalised float image per __getitem__, from a uint8 tensor."""
 
     def __init__(self, ds, mean, std):
         self.ds, self.mean, self.std = ds, mean[0], std[0]
@@ -70,12 +72,24 @@ class PerSample(torch.utils.data.Dataset):
         return (x.float() / 255 - self.mean) / self.std, y
 
 
-def plain_loop_throughput(model_name, ds, mean, std, batch_size, steps) -> float:
-    """images/s of the straightforward loop: DataLoader over PerSample, Adam, NCHW."""
+class PILPerSample(PerSample):
+    """What torchvision's FashionMNIST + ToTensor() + Normalize() do per sample (written out
+    here because torchvision is not a dependency): uint8 array -> PIL image -> float tensor
+    scaled to 0..1 -> normalised."""
+
+    def __getitem__(self, i):
+        x, y = self.ds[i]
+        img = Image.fromarray(x[0].numpy(), mode="L")
+        t = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(1, *img.size[::-1])
+        return (t.float().div(255) - self.mean) / self.std, y
+
+
+def plain_loop_throughput(model_name, ds, mean, std, batch_size, steps, dataset_cls) -> float:
+    """images/s of the straightforward loop: DataLoader over a per-sample Dataset, Adam, NCHW."""
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, in_chans=1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    dl = torch.utils.data.DataLoader(PerSample(ds, mean, std), batch_size=batch_size,
+    dl = torch.utils.data.DataLoader(dataset_cls(ds, mean, std), batch_size=batch_size,
                                      shuffle=True)
     n, t0 = 0, None
     for i, (x, y) in enumerate(dl):
@@ -91,11 +105,11 @@ def plain_loop_throughput(model_name, ds, mean, std, batch_size, steps) -> float
     return n / (time.perf_counter() - t0)
 
 
-def trainer_throughput(model_name, dataset, batch_size, epochs=1) -> float:
+def trainer_throughput(model_name, dataset, batch_size, epochs=1, amp=False) -> float:
     with tempfile.TemporaryDirectory() as out:
         recs = []
         train(TrainConfig(model=model_name, dataset=dataset, epochs=epochs, out=out,
-                          batch_size=batch_size, progress=False, monitor=False),
+                          batch_size=batch_size, progress=False, monitor=False, amp=amp),
               on_epoch=lambda rec, m: recs.append(rec))
     return max(r["images_per_s"] for r in recs)
 
@@ -126,11 +140,20 @@ def main() -> None:
         ds = load_dataset(args.dataset, "train")
         mean, std = ds.channel_stats()
         bs = 128
-        plain = plain_loop_throughput(args.model, ds, mean, std, bs, steps=150)
+        pil = plain_loop_throughput(args.model, ds, mean, std, bs, 150, PILPerSample)
+        plain = plain_loop_throughput(args.model, ds, mean, std, bs, 150, PerSample)
         ours = trainer_throughput(args.model, args.dataset, bs)
-        rows.append((f"throughput, plain loop (batch {bs})", f"{plain:,.0f} img/s"))
-        rows.append((f"throughput, cnnzoo trainer (batch {bs})", f"{ours:,.0f} img/s "
-                     f"({ours / plain:.1f}x)"))
+        ours_bf16 = trainer_throughput(args.model, args.dataset, bs, amp=True)
+        rows.append((f"throughput, plain loop, torchvision-style PIL + ToTensor per sample "
+                     f"(batch {bs})", f"{pil:,.0f} img/s"))
+        rows.append((f"throughput, plain loop, uint8 tensor per sample (batch {bs})",
+                     f"{plain:,.0f} img/s"))
+        rows.append((f"throughput, cnnzoo trainer, fp32 (batch {bs})",
+                     f"{ours:,.0f} img/s ({ours / pil:.1f}x PIL loop, {ours / plain:.1f}x "
+                     f"tensor loop)"))
+        rows.append((f"throughput, cnnzoo trainer, --amp bf16 (batch {bs})",
+                     f"{ours_bf16:,.0f} img/s ({ours_bf16 / pil:.1f}x PIL loop, "
+                     f"{ours_bf16 / plain:.1f}x tensor loop)"))
     print("\n| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
