@@ -273,8 +273,8 @@ def profile(
     """Profile a registered model (by name, built on meta) or any nn.Module at one input size.
 
     input_size is (C, H, W); it defaults to the registered model's own, and num_classes to
-    the builder's own (1000 for the ImageNet nets, 10 for LeNet-5 and the CIFAR nets). training=False skips
-    the training-mode pass that measures autograd's saved activations.
+    the builder's own (1000 for the ImageNet nets, 10 for LeNet-5 and the CIFAR nets).
+    training=False skips the training-mode pass that measures autograd's saved activations.
     """
     from cnnzoo.models.registry import create_model, model_info
 

@@ -13,7 +13,13 @@ from cnnzoo.models import (  # noqa: F401  (imports register the models)
     vgg,
 )
 from cnnzoo.models.layers import AuxOutput, main_logits
-from cnnzoo.models.registry import ModelInfo, UnknownModelError, create_model, list_models, model_info
+from cnnzoo.models.registry import (
+    ModelInfo,
+    UnknownModelError,
+    create_model,
+    list_models,
+    model_info,
+)
 
 __all__ = [
     "AuxOutput",

@@ -53,7 +53,8 @@ class ConvBnAct(nn.Sequential):
                 else kernel_size // 2
             )
         layers = [
-            ("conv", nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False)),
+            ("conv", nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups,
+                               bias=False)),
             ("bn", nn.BatchNorm2d(out_ch, eps=bn_eps)),
         ]
         if act is not None:

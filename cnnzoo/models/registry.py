@@ -122,7 +122,8 @@ def create_model(
     bad = [k for k in bad if k not in ("num_classes", "in_chans")]
     if bad:
         raise TypeError(
-            f"{name} does not take {', '.join(bad)}; its knobs are: {', '.join(info.knobs) or 'none'}"
+            f"{name} does not take {', '.join(bad)}; "
+            f"its knobs are: {', '.join(info.knobs) or 'none'}"
         )
     model = info.builder(**knobs)
     model.model_name = name  # lets checkpoints and reports name what they hold
