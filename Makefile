@@ -32,6 +32,7 @@ demo: data
 
 # Everything, slow-marked tests included (about 2 minutes here); plain `pytest` runs the fast set.
 test: $(DEVSTAMP) data
+	$(BIN)/ruff check cnnzoo tests benchmarks
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 test-fast: $(DEVSTAMP) data
