@@ -47,6 +47,18 @@ def test_init_weights_he_and_xavier_never_zero():
     assert net[1].weight.abs().max() <= (5 / 3) * (6 / 20) ** 0.5 + 1e-6
 
 
+def test_init_weights_linear_fan_in_conv_fan_out():
+    # A 4096 -> 10 classifier: fan_in keeps unit-scale logits (std sqrt(2/4096) = 0.022);
+    # fan_out would give std sqrt(2/10) = 0.45 and an initial loss of 15-35.
+    torch.manual_seed(0)
+    net = init_weights(nn.Sequential(nn.Conv2d(64, 8, 3), nn.Linear(4096, 10)), "relu")
+    conv, fc = net
+    assert abs(fc.weight.std().item() / (2 / 4096) ** 0.5 - 1) < 0.05
+    assert abs(conv.weight.std().item() / (2 / (8 * 9)) ** 0.5 - 1) < 0.1  # fan_out = 8*3*3
+    x = torch.relu(torch.randn(256, 4096))  # ReLU of unit-variance inputs, as He assumes
+    assert 0.7 < fc(x).std().item() < 1.3
+
+
 def test_main_logits():
     t = torch.zeros(2, 3)
     assert main_logits(t) is t

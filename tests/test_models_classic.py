@@ -164,10 +164,50 @@ def test_alexnet_paper_layer_shapes_at_227():
         (384, 13, 13), (384, 13, 13), (256, 13, 13), (256, 6, 6),  # CONV3-5, MAXPOOL3
         (4096,), (4096,), (1000,),  # FC6-8
     ]
-    # NORM1 / NORM2 sit after the pools, as in the lectures' list
-    assert layer_shapes(m, x, nn.LocalResponseNorm) == [(96, 27, 27), (256, 13, 13)]
-    lrn = next(mod for mod in m.modules() if isinstance(mod, nn.LocalResponseNorm))
-    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2)
+    # NORM1 / NORM2 follow CONV1 / CONV2 and precede the pools, as in the paper
+    assert layer_shapes(m, x, nn.LocalResponseNorm) == [(96, 55, 55), (256, 27, 27)]
+
+
+def _kinds(features: nn.Sequential) -> list[str]:
+    names = {nn.Conv2d: "conv", nn.ReLU: "relu", nn.LocalResponseNorm: "norm",
+             nn.MaxPool2d: "pool"}
+    return [names[type(mod)] for mod in features]
+
+
+def test_alexnet_paper_normalises_before_pooling_zfnet_after():
+    # AlexNet sec. 3.5: "Response-normalization layers follow the first and second
+    # convolutional layers. Max-pooling layers follow both response-normalization layers".
+    assert _kinds(meta_model("alexnet_paper").features)[:8] == [
+        "conv", "relu", "norm", "pool", "conv", "relu", "norm", "pool"]
+    # Zeiler & Fergus Fig. 3: ReLU, max-pool, then contrast normalisation across maps.
+    assert _kinds(meta_model("zfnet").features)[:8] == [
+        "conv", "relu", "pool", "norm", "conv", "relu", "pool", "norm"]
+    assert "norm" not in _kinds(meta_model("alexnet").features)  # torchvision's: no LRN
+
+
+def paper_lrn(a: torch.Tensor, k=2.0, n=5, alpha=1e-4, beta=0.75) -> torch.Tensor:
+    """Krizhevsky et al. 2012, sec. 3.3, on one position's activations across N maps:
+    b_i = a_i / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a_j^2)^beta."""
+    N = len(a)
+    b = torch.empty_like(a)
+    for i in range(N):
+        s = sum(a[j] ** 2 for j in range(max(0, i - n // 2), min(N - 1, i + n // 2) + 1))
+        b[i] = a[i] / (k + alpha * s) ** beta
+    return b
+
+
+@pytest.mark.parametrize("name", ["alexnet_paper", "zfnet"])
+def test_lrn_follows_the_papers_formula(name):
+    lrn = next(m for m in meta_model(name).modules() if isinstance(m, nn.LocalResponseNorm))
+    torch.manual_seed(0)
+    a = torch.rand(12, dtype=torch.float64) * 60  # ReLU outputs large enough for LRN to bite
+    got = lrn(a.view(1, 12, 1, 1)).view(12)
+    want = paper_lrn(a)
+    assert torch.allclose(got, want, rtol=1e-9, atol=0)
+    # torch's alpha is the paper's alpha times n: the paper's 1e-4 passed as is would
+    # normalise 5x more weakly, which this activation vector tells apart.
+    weak = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a.view(1, 12, 1, 1)).view(12)
+    assert not torch.allclose(weak, want, rtol=1e-3)
 
 
 def test_alexnet_paper_two_gpu_groups():
@@ -247,6 +287,22 @@ def test_vgg16_shapes_match_lecture_table():
                           nn.MaxPool2d)
     assert shapes == [(64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14),
                       (512, 7, 7)]
+
+
+@pytest.mark.parametrize("name, width", [("alexnet", 256), ("alexnet_paper", 256),
+                                         ("zfnet", 512)])
+def test_alexnet_small_input_pools_globally_instead_of_replicating(name, width):
+    small = meta_model(name, num_classes=10, small_input=True)
+    assert small.avgpool.output_size == (1, 1) and small.classifier[1].in_features == width
+    m = create_model(name, num_classes=10, in_chans=1, small_input=True).eval()
+    seen = []
+    m.features.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        for hw in (28, 32):
+            assert m(torch.randn(2, 1, hw, hw)).shape == (2, 10)
+    assert all(1 < h < 6 for h, _ in seen)  # the map the old 6x6 pool would have replicated
+    big = meta_model(name)  # the ImageNet form keeps torchvision's 6x6 pool and FC6
+    assert big.avgpool.output_size == (6, 6) and big.classifier[1].in_features == width * 36
 
 
 def test_vgg_small_input_classifier():
@@ -341,6 +397,38 @@ def test_in_chans_reaches_the_stem():
     assert meta_model("vgg16_bn", in_chans=4).features[0].weight.shape[1] == 4
     assert meta_model("nin", in_chans=1).block1[0].weight.shape[1] == 1
     assert meta_model("zfnet", in_chans=2, small_input=True).features[0].kernel_size == (3, 3)
+
+
+# --------------------------------------------------------------------------- initialisation
+INIT_CASES = [("alexnet", 3, 32, {"small_input": True}),
+              ("alexnet_paper", 3, 32, {"small_input": True}),
+              ("zfnet", 3, 32, {"small_input": True}),
+              ("vgg16", 3, 32, {"small_input": True}),
+              ("nin", 3, 32, {"small_input": True}),
+              ("nin_cifar", 3, 32, {}),
+              ("lenet5", 1, 28, {})]
+
+
+def _class_layer(m: nn.Module) -> nn.Module:
+    """The layer that makes the class scores: the last Linear, or NiN's last conv."""
+    return [mod for mod in m.modules() if isinstance(mod, (nn.Linear, nn.Conv2d))][-1]
+
+
+@pytest.mark.parametrize("name, chans, hw, kw", INIT_CASES)
+def test_initial_loss_is_near_chance(name, chans, hw, kw):
+    # He fan_out on a 4096 -> 10 classifier gave std 0.45 weights and an initial loss of
+    # 15-35 (AlexNet's recipe diverged); fan_in keeps the logits at unit scale.
+    for seed in range(3):
+        torch.manual_seed(seed)
+        m = create_model(name, num_classes=10, in_chans=chans, **kw).train()
+        x, y = torch.randn(64, chans, hw, hw), torch.randint(0, 10, (64,))
+        with torch.no_grad():
+            loss = F.cross_entropy(m(x), y).item()
+        assert loss < 3.5, (name, seed, loss)  # ln(10) = 2.30
+        head = _class_layer(m)
+        fan_in = head.weight[0].numel()
+        want = math.sqrt(2 / fan_in)
+        assert abs(head.weight.std().item() / want - 1) < 0.1, (name, head)
 
 
 def test_lenet5_1998_trains_every_parameter():

@@ -16,6 +16,7 @@ from cnnzoo.models.resnet import (
     ResNetConfigError,
     ZeroPadShortcut,
     cifar_resnet,
+    last_survival,
     preact_cifar_resnet,
     survival_probs,
     wrn,
@@ -354,6 +355,24 @@ def test_wrn_widths_depth_and_dropout():
         wrn(27, 10)
 
 
+def test_generic_wrn_is_registered_with_depth_and_width_knobs():
+    assert {"depth", "widen_factor", "dropout"} <= set(model_info("wrn").knobs)
+    assert n_params(meta_model("wrn")) == n_params(meta_model("wrn28_10"))
+    assert n_params(meta_model("wrn", depth=16, widen_factor=4)) == n_params(wrn(16, 4))
+    m = create_model("wrn", depth=10, widen_factor=2, dropout=0.3, num_classes=5, in_chans=1)
+    assert m.layer3[0].conv1.out_channels == 128 and m.fc.out_features == 5
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 5)
+    with pytest.raises(ResNetConfigError, match="6n\\+4"):
+        create_model("wrn", depth=27)
+
+
+def test_plain_cifar1202_is_resnet1202_without_shortcuts():
+    plain, res = meta_model("plain_cifar1202"), meta_model("resnet1202")
+    assert n_params(plain) == n_params(res)  # option-A shortcuts have no parameters
+    assert [len(plain.layer1), len(plain.layer2), len(plain.layer3)] == [200, 200, 200]
+    assert not any(isinstance(m, ZeroPadShortcut) for m in plain.modules())
+
+
 # --- stochastic depth ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["resnet56", "resnet50", "preact_resnet164", "wrn16_8",
@@ -418,6 +437,63 @@ def test_bad_stochastic_depth_and_plain_combos_are_clear_errors():
         create_model("resnet18", stochastic_depth=1.5)
     with pytest.raises(CnnzooError, match="plain"):
         create_model("plain18", stochastic_depth=0.5)
+
+
+def test_stochastic_depth_true_is_the_papers_default_p_l():
+    # Huang et al. 2016: linear decay to p_L = 0.5. True used to pass as 1.0 = nothing dropped.
+    on = survival_probs(meta_model("resnet56", stochastic_depth=True))
+    assert on == survival_probs(meta_model("resnet56", stochastic_depth=0.5))
+    assert on[-1] == pytest.approx(0.5) and len(set(on)) == 27
+    for off in (False, 0, 0.0):
+        assert survival_probs(meta_model("resnet56", stochastic_depth=off)) == [1.0] * 27
+    assert survival_probs(meta_model("resnet56", stochastic_depth=0.8))[-1] == pytest.approx(0.8)
+    assert (last_survival(True), last_survival(False), last_survival(0.25)) == (0.5, 0.0, 0.25)
+
+
+@pytest.mark.parametrize("bad", [1, 1.0, -0.1, "0.5", "true", None, [0.5]])
+def test_stochastic_depth_rejects_values_that_are_not_p_l(bad):
+    with pytest.raises(ResNetConfigError) as e:
+        create_model("resnet20", stochastic_depth=bad)
+    msg = str(e.value)
+    assert "stochastic_depth" in msg and "True" in msg and "p_L" in msg and repr(bad) in msg
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet20", "preact_resnet164", "wrn28_10", "wrn"])
+def test_stochastic_depth_docs_say_true_means_half(name):
+    doc = model_info(name).builder.__doc__
+    assert "True" in doc and "0.5" in doc and "off" in doc
+
+
+def test_whole_net_drops_each_block_at_its_own_rate():
+    """Train mode: over many passes, block l's branch is dropped for a 1 - p_l fraction of the
+    samples (p_l from survival_probs, the linear decay checked above)."""
+    torch.manual_seed(0)
+    m = create_model("resnet20", num_classes=10, stochastic_depth=True).train()
+    paths = [b.drop_path for b in m.modules() if isinstance(b, BasicBlock)]
+    dropped = [0] * len(paths)
+
+    def count(i):
+        def hook(_mod, inp, out):
+            kept_any = inp[0].flatten(1).abs().sum(1) > 0  # a branch that is not all zero
+            dropped[i] += int(((out.flatten(1) == 0).all(1) & kept_any).sum())
+        return hook
+
+    for i, dp in enumerate(paths):
+        dp.register_forward_hook(count(i))
+    passes, batch = 40, 64
+    with torch.no_grad():
+        for _ in range(passes):
+            m(torch.randn(batch, 3, 8, 8))
+    n = passes * batch
+    probs = survival_probs(m)
+    assert len(probs) == len(paths) == 9 and probs[-1] == pytest.approx(0.5)
+    for i, (d, p) in enumerate(zip(dropped, probs)):
+        sigma = math.sqrt(p * (1 - p) / n)
+        assert abs(d / n - (1 - p)) < 5 * sigma + 1e-9, (i, d / n, 1 - p)
+    m.eval()
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(m(x), m(x))  # eval: deterministic, every block kept and scaled
 
 
 # --- slow: real forwards of every network -------------------------------------------------------

@@ -43,6 +43,47 @@ def test_model_info_carries_the_papers_metadata():
     assert "groups" in model_info("alexnet_paper").knobs
 
 
+def test_reference_accuracies_are_single_crop_with_a_source():
+    # torchvision's acc@1 of its IMAGENET1K_V1 weights, and the Inception-v4 paper's Table 2
+    assert model_info("alexnet").ref_top1_acc == 56.522
+    assert model_info("vgg16_bn").ref_top1_acc == 73.36
+    assert model_info("resnet50").ref_top1_acc == 76.13
+    assert model_info("densenet121").ref_top1_acc == 74.434
+    assert model_info("squeezenet1_1").ref_top1_acc == 58.178
+    assert model_info("inception_v3").ref_top1_acc == 77.294
+    assert model_info("inception_v4").ref_top1_acc == 80.0
+    assert model_info("inception_resnet_v2").ref_top1_acc == 80.1
+    assert "IMAGENET1K_V1" in model_info("googlenet").ref_source
+    assert "Table 2" in model_info("inception_v4").ref_source
+    # the lectures' (competition) numbers are kept as they were
+    assert model_info("vgg16").top5_err == 7.32 and model_info("alexnet").top5_err == 16.4
+    assert model_info("resnet50").top1_err == 23.9
+    # no trustworthy single-crop figure: left empty
+    for name in ("alexnet_paper", "zfnet", "nin", "densenet264", "plain34", "lenet5"):
+        assert model_info(name).ref_top1_acc is None and model_info(name).ref_source == ""
+    with_ref = [n for n in list_models() if model_info(n).ref_top1_acc is not None]
+    assert len(with_ref) >= 30
+    for name in with_ref:
+        info = model_info(name)
+        assert 50 < info.ref_top1_acc < 90 and info.ref_source, name
+        assert info.input_size[1] >= 224, name  # ImageNet models only
+    d = model_info("resnet18").as_dict()
+    assert d["ref_top1_acc"] == 69.758 and "ResNet18" in d["ref_source"]
+
+
+def test_register_model_refuses_a_reference_without_its_source():
+    from cnnzoo.models.registry import _REGISTRY, register_model
+
+    def build(num_classes=10):
+        return torch.nn.Linear(1, num_classes)
+
+    for bad in (dict(ref_top1_acc=75.0), dict(ref_source="somewhere"),
+                dict(ref_top1_acc=175.0, ref_source="x")):
+        with pytest.raises(ValueError, match="ref_"):
+            register_model("test", "no paper", 2000, name="_no_such_model", **bad)(build)
+    assert "_no_such_model" not in _REGISTRY
+
+
 def test_create_model_applies_classes_channels_and_knobs():
     m = create_model("lenet5", num_classes=7, in_chans=3)
     assert m.model_name == "lenet5"

@@ -13,6 +13,7 @@ from cnnzoo.models import (  # noqa: F401  (imports register the models)
     vgg,
 )
 from cnnzoo.models.layers import AuxOutput, main_logits
+from cnnzoo.models.pretrained import load_torchvision_weights
 from cnnzoo.models.registry import (
     ModelInfo,
     UnknownModelError,
@@ -27,6 +28,7 @@ __all__ = [
     "UnknownModelError",
     "create_model",
     "list_models",
+    "load_torchvision_weights",
     "main_logits",
     "model_info",
 ]

@@ -11,9 +11,20 @@
 - `zfnet`: Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV
   2014: CONV1 7x7 stride 2, CONV2 stride 2, and the lectures' 512-1024-512 CONV3/4/5.
 
+Local response normalisation (paper sec. 3.3): b_i = a_i / (k + alpha * sum_j a_j^2)^beta over
+the n = 5 neighbouring maps, k = 2, alpha = 1e-4, beta = 0.75. `alexnet_paper` applies it
+after the ReLUs of CONV1 and CONV2 and BEFORE their max-pools, as the paper says ("Response-
+normalization layers follow the first and second convolutional layers. Max-pooling layers
+follow both response-normalization layers"); the CS231n slide (seed 001) lists POOL then NORM.
+The shapes are the same either way. ZFNet's paper (Fig. 3) pools first and then normalises
+across feature maps, so `zfnet` keeps that order with the same LRN.
+
 `small_input=True` (28/32-pixel images) swaps the stride-4 (stride-2) stem for a 3x3 stride-1
 conv: the 11x11/4 stem would shrink a 32x32 image to 7x7, and the third max-pool would then
-get an empty map.
+get an empty map. The last map is then 2x2 or 3x3 (AlexNet) / 3x3 or 4x4 (ZFNet), so the
+small form averages it globally and FC6 takes the 256 (ZFNet: 512) channels, as VGG's small
+form does, instead of blowing a 3x3 map up to the 6x6 the ImageNet FC6 expects. The default
+(ImageNet) form keeps torchvision's layout and its 6x6 adaptive pool.
 """
 
 from __future__ import annotations
@@ -26,12 +37,20 @@ from cnnzoo.models.layers import init_weights
 from cnnzoo.models.registry import register_model
 
 _SMALL = "CONV1 becomes 3x3 stride 1 pad 1 (the 11x11/4 stem leaves 7x7 of a 32x32 image)"
+_SMALL_POOL = ("; the last map (2x2-4x4) is averaged globally and FC6 takes its {width} "
+               "channels instead of a 6x6 map")
+_TV = "torchvision AlexNet_Weights.IMAGENET1K_V1 acc@1 (single crop 224)"
+
+
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0  # the paper's n, alpha, beta, k
 
 
 def _lrn() -> nn.LocalResponseNorm:
-    # Paper: k=2, n=5, alpha=1e-4, beta=0.75. PyTorch (like Caffe's bvlc_alexnet) divides
-    # alpha by n, so this equals Caffe's layer; the paper's sum-form would be alpha=5e-4.
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    # torch computes a / (k + alpha/n * sum a^2)^beta (it averages the squares, as Caffe
+    # does), so the paper's k + alpha * sum needs alpha * n = 5e-4 here; passing 1e-4 would
+    # normalise 5x more weakly than the paper.
+    return nn.LocalResponseNorm(size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA,
+                                k=LRN_K)
 
 
 def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
@@ -48,14 +67,19 @@ def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequen
 
 
 class AlexNet(nn.Module):
-    """features -> avgpool (adaptive 6x6) -> flatten -> classifier, torchvision's layout."""
+    """features -> avgpool -> flatten -> classifier, torchvision's layout.
 
-    def __init__(self, features: nn.Sequential, width: int, num_classes: int, dropout: float):
+    avgpool is adaptive 6x6 (the identity at the native input size) or, with small_input,
+    a global average, so FC6 never sees a small map replicated up to 6x6.
+    """
+
+    def __init__(self, features: nn.Sequential, width: int, num_classes: int, dropout: float,
+                 small_input: bool = False):
         super().__init__()
+        pool = 1 if small_input else 6
         self.features = features
-        # Identity at the native input size; lets other sizes reach the 6x6 the FCs expect.
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = _classifier(width * 6 * 6, num_classes, dropout)
+        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
+        self.classifier = _classifier(width * pool * pool, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -75,8 +99,10 @@ def _stem(in_chans: int, out: int, kernel: int, stride: int, pad: int, small: bo
     year=2012,
     input_size=(3, 224, 224),
     top5_err=16.4,
+    ref_top1_acc=56.522,
+    ref_source=_TV,
     recipe="alexnet",
-    small_input=_SMALL + "; the rest is unchanged.",
+    small_input=_SMALL + _SMALL_POOL.format(width=256),
     notes="torchvision's single-tower AlexNet (64-192-384-256-256, no LRN), same state-dict "
     "keys. top5_err is the lectures' quote for the ILSVRC 2012 entry (the paper's network, "
     "see alexnet_paper).",
@@ -100,7 +126,7 @@ def alexnet(
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2),
     )
-    return init_weights(AlexNet(features, 256, num_classes, dropout), "relu")
+    return init_weights(AlexNet(features, 256, num_classes, dropout, small_input), "relu")
 
 
 @register_model(
@@ -111,12 +137,14 @@ def alexnet(
     input_size=(3, 227, 227),
     top5_err=16.4,
     recipe="alexnet",
-    small_input=_SMALL + "; pools, LRN and FCs are unchanged.",
-    notes="CONV1 96 11x11/4 -> MAXPOOL1 -> NORM1 -> CONV2 256 5x5 -> MAXPOOL2 -> NORM2 -> "
-    "CONV3 384 -> CONV4 384 -> CONV5 256 -> MAXPOOL3 -> FC 4096-4096-1000, dropout 0.5 "
-    "(the lectures' layer list; the paper normalises before pooling). groups=2: the two-GPU "
-    "split, CONV2/4/5 connected within each half. 62,378,344 params (groups=1), 60,965,224 "
-    "(groups=2). top5_err: the lectures' 16.4% for the ILSVRC 2012 entry.",
+    small_input=_SMALL + "; pools and LRN are unchanged" + _SMALL_POOL.format(width=256),
+    notes="CONV1 96 11x11/4 -> NORM1 -> MAXPOOL1 -> CONV2 256 5x5 -> NORM2 -> MAXPOOL2 -> "
+    "CONV3 384 -> CONV4 384 -> CONV5 256 -> MAXPOOL3 -> FC 4096-4096-1000, dropout 0.5. "
+    "LRN before pooling as in the paper (the CS231n slide lists MAXPOOL then NORM; same "
+    "shapes), with the paper's k=2, n=5, alpha=1e-4 (on the sum of squares), beta=0.75. "
+    "groups=2: the two-GPU split, CONV2/4/5 connected within each half. 62,378,344 params "
+    "(groups=1), 60,965,224 (groups=2). top5_err: the lectures' 16.4% for the ILSVRC 2012 "
+    "entry (no single-crop figure for published weights, so no ref_top1_acc).",
 )
 def alexnet_paper(
     num_classes: int = 1000,
@@ -136,12 +164,12 @@ def alexnet_paper(
     features = nn.Sequential(
         _stem(in_chans, 96, 11, 4, 0, small_input),  # 227 -> 55
         nn.ReLU(inplace=True),
+        _lrn(),  # the paper normalises before pooling
         nn.MaxPool2d(3, 2),  # 27
-        _lrn(),
         nn.Conv2d(96, 256, 5, padding=2, groups=groups),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(3, 2),  # 13
         _lrn(),
+        nn.MaxPool2d(3, 2),  # 13
         nn.Conv2d(256, 384, 3, padding=1),  # CONV3 sees all maps of CONV2
         nn.ReLU(inplace=True),
         nn.Conv2d(384, 384, 3, padding=1, groups=groups),
@@ -150,7 +178,7 @@ def alexnet_paper(
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2),  # 6
     )
-    return init_weights(AlexNet(features, 256, num_classes, dropout), "relu")
+    return init_weights(AlexNet(features, 256, num_classes, dropout, small_input), "relu")
 
 
 @register_model(
@@ -161,11 +189,14 @@ def alexnet_paper(
     top5_err=11.7,
     recipe="alexnet",
     small_input="CONV1 becomes 3x3 stride 1 pad 1 and CONV2 5x5 stride 1 pad 2 (the two "
-    "stride-2 convs would leave 3x3 of a 32x32 image before CONV3).",
+    "stride-2 convs would leave 3x3 of a 32x32 image before CONV3)" + _SMALL_POOL.format(
+        width=512) + ".",
     notes="AlexNet with CONV1 7x7/2 and CONV2 5x5/2 (paper's Fig. 3: 224 -> 110 -> 55 -> 26 "
     "-> 13 -> 6; padding 1 on CONV1 and ceil-mode 3x3/2 pooling reproduce those sizes), "
-    "contrast normalisation after pools 1 and 2, CONV3/4/5 = 512/1024/512 as the lectures "
-    "give. top5_err: the lectures' 11.7% (ILSVRC 2013).",
+    "contrast normalisation across feature maps after pools 1 and 2 (Fig. 3's order: ReLU, "
+    "pool, normalise; AlexNet's LRN parameters, which the paper does not restate), "
+    "CONV3/4/5 = 512/1024/512 as the lectures give. top5_err: the lectures' 11.7% "
+    "(ILSVRC 2013).",
 )
 def zfnet(
     num_classes: int = 1000, in_chans: int = 3, *, small_input: bool = False, dropout: float = 0.5
@@ -178,7 +209,7 @@ def zfnet(
         _stem(in_chans, 96, 7, 2, 1, small_input),  # 224 -> 110
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, ceil_mode=True),  # 55 (Caffe-style rounding up)
-        _lrn(),
+        _lrn(),  # ZF Fig. 3: pooled, then normalised across feature maps
         conv2,  # 26
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, ceil_mode=True),  # 13
@@ -191,4 +222,4 @@ def zfnet(
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, ceil_mode=True),  # 6
     )
-    return init_weights(AlexNet(features, 512, num_classes, dropout), "relu")
+    return init_weights(AlexNet(features, 512, num_classes, dropout, small_input), "relu")

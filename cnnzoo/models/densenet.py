@@ -148,6 +148,10 @@ IMAGENET = {
     "densenet264": (32, (6, 12, 64, 48), 64),
     "densenet161": (48, (6, 12, 36, 24), 96),
 }
+# acc@1 of torchvision's IMAGENET1K_V1 weights (ported from the authors' LuaTorch models);
+# torchvision has no densenet264.
+TV_TOP1 = {"densenet121": 74.434, "densenet169": 75.6, "densenet201": 76.896,
+           "densenet161": 77.138}
 
 
 def _register_imagenet(name: str):
@@ -164,9 +168,14 @@ def _register_imagenet(name: str):
     notes = f"k={k}, blocks {'-'.join(map(str, blocks))}, bn_size 4, compression 0.5."
     if name == "densenet161":
         notes += " Table 3's 'DenseNet-161 (k=48)'; torchvision's layout."
+    ref = {}
+    if name in TV_TOP1:
+        weights = "DenseNet" + name[len("densenet"):]
+        ref = dict(ref_top1_acc=TV_TOP1[name], ref_source=f"torchvision {weights}_Weights."
+                   "IMAGENET1K_V1 acc@1 (single crop 224)")
     return register_model(family="densenet", paper=PAPER, year=2017, input_size=(3, 224, 224),
-                          recipe="densenet",
-                          small_input=SMALL_STEM, notes=notes, name=name)(build)
+                          recipe="densenet", small_input=SMALL_STEM, notes=notes, name=name,
+                          **ref)(build)
 
 
 densenet121 = _register_imagenet("densenet121")

@@ -8,7 +8,9 @@ filters the naive module costs 854M multiplies, the reduced one (64/64 reduction
 projection 64) 358M (lecture 001).
 
 State-dict keys and shapes follow torchvision's `googlenet` (BatchNorm after every conv, as in
-its TF port), so its ImageNet weights load with strict=True.
+its TF port), so its ImageNet weights load with strict=True. Those weights were ported from
+TensorFlow and expect inputs scaled to [-1, 1]: build with `transform_input=True` (see
+`transform_input`) to feed them ImageNet-normalised images, as torchvision does.
 """
 
 from __future__ import annotations
@@ -16,9 +18,33 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cnnzoo.errors import ShapeError
+from cnnzoo.errors import CnnzooError, ShapeError
 from cnnzoo.models.layers import AuxOutput, ConvBnAct, init_weights
 from cnnzoo.models.registry import register_model
+
+# The ImageNet statistics torchvision normalises its inputs with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TV_WEIGHTS_NOTE = ("torchvision's published ImageNet weights (ported from TensorFlow) need "
+                   "transform_input=True")
+
+
+def transform_input(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's `transform_input` for its TF-ported GoogLeNet / Inception-v3 weights.
+
+    Undoes the ImageNet normalisation and rescales each RGB channel to [-1, 1], as the TF
+    models were trained: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5, i.e. (pixel - 0.5) / 0.5
+    for pixel = x_c * std_c + mean_c.
+    """
+    scale = x.new_tensor([s / 0.5 for s in IMAGENET_STD]).view(1, 3, 1, 1)
+    shift = x.new_tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN]).view(1, 3, 1, 1)
+    return x * scale + shift
+
+
+def check_transform_input(name: str, transform: bool, in_chans: int) -> None:
+    if transform and in_chans != 3:
+        raise CnnzooError(f"{name}: transform_input rescales the 3 RGB channels of ImageNet-"
+                          f"normalised images; it cannot be used with in_chans={in_chans}")
 
 
 class BasicConv2d(ConvBnAct):
@@ -147,9 +173,12 @@ class GoogLeNet(nn.Module):
         paper_5x5: bool = False,
         small_input: bool = False,
         dropout: float = 0.4,
+        transform_input: bool = False,
     ):
         super().__init__()
+        check_transform_input("googlenet", transform_input, in_chans)
         self.in_chans, self.aux_logits, self.small_input = in_chans, aux_logits, small_input
+        self.transform_input = transform_input
         if small_input:  # 32x32 -> 16x16 at 3a (ImageNet 224 -> 28): 3x3/1 conv1, no pool1
             self.conv1 = BasicConv2d(in_chans, 64, 3, stride=1, padding=1)
             self.maxpool1 = nn.Identity()
@@ -181,6 +210,8 @@ class GoogLeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutput:
         with_aux = self.training and self.aux1 is not None
         check_input(self, x, self.MIN_SIZE[(self.small_input, with_aux)])
+        if self.transform_input:
+            x = transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -200,12 +231,15 @@ class GoogLeNet(nn.Module):
     year=2015,
     input_size=(3, 224, 224),
     top5_err=6.67,
+    ref_top1_acc=69.778,
+    ref_source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 acc@1 (single crop 224)",
     recipe="googlenet",
     small_input="conv1 becomes 3x3 stride 1 and the first max-pool is dropped: "
     "32x32 -> 16x16 at inception3a (224 -> 28 with the ImageNet stem); aux heads pool "
     "adaptively to 4x4",
     notes="torchvision key layout (BN after each conv); the '5x5' branch is 3x3 as in "
-    "torchvision unless paper_5x5=True; aux heads (loss weight 0.3) only in train mode",
+    "torchvision unless paper_5x5=True; aux heads (loss weight 0.3) only in train mode; "
+    + TV_WEIGHTS_NOTE + " (its aux heads are not trained)",
 )
 def googlenet(
     num_classes: int = 1000,
@@ -215,6 +249,7 @@ def googlenet(
     paper_5x5: bool = False,
     small_input: bool = False,
     dropout: float = 0.4,
+    transform_input: bool = False,
 ) -> GoogLeNet:
     """GoogLeNet / Inception v1 (Szegedy et al. 2015), torchvision's state-dict layout.
 
@@ -225,5 +260,8 @@ def googlenet(
     small_input: for 28/32-pixel images, conv1 is 3x3 stride 1 (was 7x7 stride 2) and the
         first max-pool is dropped, so 32x32 reaches inception3a at 16x16.
     dropout: before the final FC (paper: 40%; torchvision uses 20%).
+    transform_input: rescale ImageNet-normalised RGB inputs to [-1, 1] per channel first
+        (`transform_input`), which torchvision's TF-ported weights need.
     """
-    return GoogLeNet(num_classes, in_chans, aux_logits, paper_5x5, small_input, dropout)
+    return GoogLeNet(num_classes, in_chans, aux_logits, paper_5x5, small_input, dropout,
+                     transform_input)

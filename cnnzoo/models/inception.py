@@ -3,7 +3,8 @@
 - Inception-v3: Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
   CVPR 2016 (arXiv:1512.00567). nxn convs factorised into 1xn + nx1, 5x5 into two 3x3, grid
   reductions that pool and convolve side by side, BN auxiliary head, 299x299 input.
-  State-dict keys and shapes follow torchvision's `inception_v3` (its ImageNet weights load).
+  State-dict keys and shapes follow torchvision's `inception_v3` (its ImageNet weights load;
+  they were ported from TensorFlow and need `transform_input=True`, as for GoogLeNet).
 - Inception-v4 and Inception-ResNet-v2: Szegedy et al., "Inception-v4, Inception-ResNet and
   the Impact of Residual Connections on Learning", AAAI 2017 (arXiv:1602.07261). Block specs
   follow the paper's Figs. 3-9 and 16-19 as released in TF-slim (whose weights gave the
@@ -21,7 +22,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cnnzoo.models.googlenet import BasicConv2d, check_input
+from cnnzoo.models.googlenet import (
+    TV_WEIGHTS_NOTE,
+    BasicConv2d,
+    check_input,
+    check_transform_input,
+    transform_input,
+)
 from cnnzoo.models.layers import AuxOutput, init_weights
 from cnnzoo.models.registry import register_model
 
@@ -185,9 +192,11 @@ class Inception3(nn.Module):
     MIN_SIZE = {(False, False): 75, (False, True): 299, (True, False): 1, (True, True): 1}
 
     def __init__(self, num_classes=1000, in_chans=3, aux_logits=True, small_input=False,
-                 dropout=0.5):
+                 dropout=0.5, transform_input=False):
         super().__init__()
+        check_transform_input("inception_v3", transform_input, in_chans)
         self.in_chans, self.small_input = in_chans, small_input
+        self.transform_input = transform_input
         s, p = (1, 1) if small_input else (2, 0)  # stem stride, "valid" padding
         self.Conv2d_1a_3x3 = conv(in_chans, 32, 3, stride=s, padding=p)
         self.Conv2d_2a_3x3 = conv(32, 32, 3, padding=p)
@@ -216,6 +225,8 @@ class Inception3(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutput:
         with_aux = self.training and self.AuxLogits is not None
         check_input(self, x, self.MIN_SIZE[(self.small_input, with_aux)])
+        if self.transform_input:
+            x = transform_input(x)
         aux = None
         for name, module in self.named_children():  # registered in data-flow order
             if name == "AuxLogits":
@@ -456,6 +467,8 @@ _V4_PAPER = (
     "Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections "
     "on Learning (AAAI 2017, arXiv 2016)"
 )
+_V4_TABLE2 = ("Szegedy et al. 2016, Table 2: single model, single crop 299 "
+              "(ILSVRC 2012 validation)")
 _SMALL = (
     "stem convs stride 1 and padded, grid reductions padded: 32x32 -> 8x8 at the first "
     "Inception blocks, 2x2 at the last (ImageNet 299 -> 35 and 8)"
@@ -468,11 +481,13 @@ _SMALL = (
     "(CVPR 2016)",
     year=2016,
     input_size=(3, 299, 299),
+    ref_top1_acc=77.294,
+    ref_source="torchvision Inception_V3_Weights.IMAGENET1K_V1 acc@1 (single crop 299)",
     recipe="inception_v3",
     small_input=_SMALL + "; aux head skips its 5x5/3 pool and pads its 5x5 conv",
     notes="torchvision key layout; factorised 1xn/nx1 convs; one aux head (AuxOutput in "
     "train mode); ImageNet stem needs >= 75x75, and >= 299x299 in train mode with the aux "
-    "head",
+    "head; " + TV_WEIGHTS_NOTE,
 )
 def inception_v3(
     num_classes: int = 1000,
@@ -481,6 +496,7 @@ def inception_v3(
     aux_logits: bool = True,
     small_input: bool = False,
     dropout: float = 0.5,
+    transform_input: bool = False,
 ) -> Inception3:
     """Inception-v3 (Szegedy et al. 2016), torchvision's state-dict layout.
 
@@ -488,8 +504,10 @@ def inception_v3(
         23,834,568 without, at 1000 classes).
     small_input: 28/32-pixel stem (see the module docstring); no parameter shapes change.
     dropout: before the final FC (torchvision's 0.5).
+    transform_input: rescale ImageNet-normalised RGB inputs to [-1, 1] per channel first,
+        which torchvision's TF-ported weights need (see googlenet.transform_input).
     """
-    return Inception3(num_classes, in_chans, aux_logits, small_input, dropout)
+    return Inception3(num_classes, in_chans, aux_logits, small_input, dropout, transform_input)
 
 
 @register_model(
@@ -499,12 +517,15 @@ def inception_v3(
     input_size=(3, 299, 299),
     recipe="inception_v3",
     small_input=_SMALL,
+    ref_top1_acc=80.0,
+    ref_source=_V4_TABLE2,
     notes="pure Inception (no residuals); ImageNet stem needs >= 75x75",
 )
 def inception_v4(
     num_classes: int = 1000, in_chans: int = 3, *, small_input: bool = False, dropout: float = 0.2
 ) -> InceptionV4:
-    """Inception-v4 (Szegedy et al. 2016), ~42.7M params; small_input as in the module doc."""
+    """Inception-v4 (Szegedy et al. 2016): 42,679,816 params at 1000 classes, as timm's port of
+    the TF-slim release; small_input as in the module doc."""
     return InceptionV4(num_classes, in_chans, small_input, dropout)
 
 
@@ -515,6 +536,8 @@ def inception_v4(
     input_size=(3, 299, 299),
     recipe="inception_v3",
     small_input=_SMALL,
+    ref_top1_acc=80.1,
+    ref_source=_V4_TABLE2,
     notes="residual Inception blocks scaled 0.17/0.10/0.20 (knob `scales`); TF-slim widths "
     "and stem; ImageNet stem needs >= 75x75",
 )
@@ -526,7 +549,8 @@ def inception_resnet_v2(
     dropout: float = 0.2,
     scales: tuple[float, float, float] = (0.17, 0.10, 0.20),
 ) -> InceptionResNetV2:
-    """Inception-ResNet-v2 (Szegedy et al. 2016), ~55.8M params.
+    """Inception-ResNet-v2 (Szegedy et al. 2016): 55,843,464 params at 1000 classes, as timm's
+    port of the TF-slim release.
 
     scales: residual scaling of the A / B / C blocks (paper: "between 0.1 and 0.3").
     small_input: 28/32-pixel stem (see the module docstring).

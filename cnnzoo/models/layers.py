@@ -99,7 +99,11 @@ def init_weights(model: nn.Module, nonlinearity: str = "relu") -> nn.Module:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if nonlinearity == "relu":
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                # Convs: torchvision's fan_out form. Linear layers: fan_in, so a 4096->10
+                # classifier starts with logits of unit scale (fan_out would give std 0.45
+                # weights and an initial loss of 15-35 instead of ~ln(classes)).
+                mode = "fan_in" if isinstance(m, nn.Linear) else "fan_out"
+                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
             else:
                 nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain(nonlinearity))
             if m.bias is not None:

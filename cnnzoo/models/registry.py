@@ -28,6 +28,11 @@ class ModelInfo:
     input_size: tuple[int, int, int] = (3, 224, 224)  # default (C, H, W)
     top1_err: float | None = None  # ImageNet top-1 error (%) the case studies quote
     top5_err: float | None = None  # ImageNet top-5 error (%) the case studies quote
+    # Single-model, single-crop ImageNet top-1 accuracy (%) of the reference weights at
+    # input_size (e.g. torchvision's published acc@1), and where the number comes from.
+    # top1_err/top5_err stay the lectures' competition quotes (partly ensembles, multi-crop).
+    ref_top1_acc: float | None = None
+    ref_source: str = ""
     recipe: str = "default"  # key into cnnzoo.train.recipes
     small_input: str = ""  # how 28/32-pixel inputs are handled ("" = natively small)
     notes: str = ""
@@ -68,12 +73,21 @@ def register_model(family: str, paper: str, year: int, **meta):
         name = meta.pop("name", fn.__name__)
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
+        _check_reference(name, meta.get("ref_top1_acc"), meta.get("ref_source", ""))
         _REGISTRY[name] = ModelInfo(
             name=name, family=family, paper=paper, year=year, builder=fn, **meta
         )
         return fn
 
     return wrap
+
+
+def _check_reference(name: str, acc: float | None, source: str) -> None:
+    # A reference accuracy without its source cannot be checked, so it is not accepted.
+    if acc is not None and not (0.0 < acc < 100.0 and source):
+        raise ValueError(f"{name}: ref_top1_acc must be a percentage with a ref_source")
+    if acc is None and source:
+        raise ValueError(f"{name}: ref_source given without ref_top1_acc")
 
 
 def _ensure_loaded() -> None:
@@ -104,12 +118,19 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 
 
 def create_model(
-    name: str, num_classes: int | None = None, in_chans: int | None = None, **knobs
+    name: str,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    *,
+    input_size: tuple[int, int, int] | None = None,
+    **knobs,
 ) -> nn.Module:
     """Build a registered network. Unknown knobs are an error naming the accepted ones.
 
     `num_classes` / `in_chans` left as None take the builder's own defaults (1000 classes
     and 3 channels for the ImageNet nets, 10 classes and 1 channel for LeNet-5, ...).
+    `input_size=(C, H, W)` also checks, on meta tensors, that the model can take inputs of
+    that size: a ShapeError naming the layer and the numbers if not.
     """
     info = model_info(name)
     if num_classes is not None:
@@ -127,4 +148,8 @@ def create_model(
         )
     model = info.builder(**knobs)
     model.model_name = name  # lets checkpoints and reports name what they hold
+    if input_size is not None:
+        from cnnzoo.analysis.profile import check_input  # lazy: analysis uses the registry
+
+        check_input(model, input_size)
     return model

@@ -8,7 +8,8 @@
 - Xie, Girshick, Dollar, Tu, He. Aggregated Residual Transformations (ResNeXt). CVPR 2017:
   cardinality = groups of the bottleneck's 3x3 conv, `width_per_group` channels each.
 - Huang, Sun, Liu, Sedra, Weinberger. Deep Networks with Stochastic Depth. ECCV 2016:
-  the `stochastic_depth` knob of every residual builder here.
+  the `stochastic_depth` knob of every residual builder here: False / 0 (the default) = off,
+  True = the paper's linear decay to p_L = 0.5, a float p_L in (0, 1) = decay to that p_L.
 
 ImageNet networks (resnet*, resnext*, wide_resnet*) use torchvision's module names, so its
 published weights load with `strict=True` (conv1, bn1, relu, maxpool, layer1..4, fc; blocks
@@ -34,6 +35,8 @@ SMALL_STEM = (
     "small_input=True: 3x3 stride-1 conv1 and no max-pool, so 28/32-pixel inputs keep 4x4 maps "
     "at layer4 (torchvision's 7x7 conv1 weights then no longer fit)"
 )
+SD_DOC = ("stochastic_depth (Huang et al. 2016): True = survival decaying linearly to p_L = 0.5, "
+          "a float = that p_L, False/0 = off (default).")
 
 
 class ResNetConfigError(CnnzooError, ValueError):
@@ -75,6 +78,24 @@ def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm: bool = True
         return ZeroPadShortcut(stride, cout - cin)
     layers = [conv1x1(cin, cout, stride)] + ([nn.BatchNorm2d(cout)] if norm else [])
     return nn.Sequential(*layers)
+
+
+DEFAULT_P_L = 0.5  # Huang et al. 2016: survival decays linearly to p_L = 0.5
+
+
+def last_survival(stochastic_depth) -> float:
+    """The `stochastic_depth` knob as p_L, the last block's survival probability (0.0 = off).
+
+    False / 0 = off; True = the paper's p_L = 0.5; a number in (0, 1) = that p_L. p_L = 1
+    (which drops nothing, so would silently mean "off") and anything else are errors.
+    """
+    if isinstance(stochastic_depth, bool):
+        return DEFAULT_P_L if stochastic_depth else 0.0
+    if isinstance(stochastic_depth, (int, float)) and 0.0 <= stochastic_depth < 1.0:
+        return float(stochastic_depth)
+    raise ResNetConfigError(
+        f"stochastic_depth must be True (linear decay to p_L = {DEFAULT_P_L}), False/0 (off) "
+        f"or the last block's survival probability p_L in (0, 1); got {stochastic_depth!r}")
 
 
 def _drop_path(p: float) -> nn.Module:
@@ -237,7 +258,8 @@ class ResNet(nn.Module):
     Pre-activation blocks get a final BN-ReLU (`final_bn`) before pooling.
     stochastic_depth=p_L: block l = 1..L survives with p_l = 1 - l/L (1 - p_L) (Huang et al.
     2016, eq. 4; p_0 = 1 is the input, so the first block keeps 1 - (1 - p_L)/L); a dropped
-    block passes its shortcut alone; eval scales each branch by p_l. 0 (or 1) = off.
+    block passes its shortcut alone; eval scales each branch by p_l. True = the paper's
+    p_L = 0.5; False / 0 = off (see `last_survival`).
     """
 
     def __init__(self, block, layers, num_classes=1000, in_chans=3, *,
@@ -247,10 +269,7 @@ class ResNet(nn.Module):
         super().__init__()
         if shortcut not in ("A", "B"):
             raise ResNetConfigError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
-        if not 0.0 <= stochastic_depth <= 1.0:
-            raise ResNetConfigError(
-                f"stochastic_depth is the last block's survival probability p_L in [0, 1] "
-                f"(0 = off), got {stochastic_depth}")
+        stochastic_depth = last_survival(stochastic_depth)
         if not residual and (stochastic_depth > 0 or zero_init_residual):
             raise ResNetConfigError(
                 "a plain net (residual=False) has no branch to drop or zero-initialise")
@@ -406,7 +425,7 @@ def _imagenet(name, depth, *, groups=1, width_per_group=64, residual=True, paper
            "residual=False drops every shortcut (the plain net); stride_in_1x1=True puts a "
            "bottleneck's stride on its first 1x1 as in the paper (default: on the 3x3, "
            "torchvision v1.5); zero_init_residual zeroes each branch's last BN; "
-           "stochastic_depth=p_L (Huang et al. 2016).")
+           f"{SD_DOC}")
     return register_model(family="resnet", paper=paper, year=year, input_size=(3, 224, 224),
                           recipe="resnet", small_input=SMALL_STEM, name=name,
                           **meta)(_named(build, name, doc))
@@ -423,7 +442,7 @@ def _preact_imagenet(name, depth, **meta):
                       zero_init_residual=zero_init_residual, stochastic_depth=stochastic_depth)
 
     doc = (f"{name}: pre-activation ResNet-{depth} ({HE2016}); BN-ReLU-conv units, final "
-           f"BN-ReLU before pooling. small_input: {SMALL_STEM}.")
+           f"BN-ReLU before pooling. small_input: {SMALL_STEM}. {SD_DOC}")
     return register_model(family="resnet", paper=HE2016, year=2016, input_size=(3, 224, 224),
                           recipe="resnet", small_input=SMALL_STEM, name=name,
                           **meta)(_named(build, name, doc))
@@ -439,7 +458,8 @@ def _cifar(name, depth, *, residual=True, **meta):
     kind = "ResNet" if residual else "plain net"
     doc = (f"{name}: CIFAR {kind} of depth {depth} = 6n+2 ({HE2015}, sec 4.2). "
            "shortcut='A' zero-pads (parameter-free, the paper's), 'B' projects with a 1x1 "
-           "conv + BN where shapes change. Natively small: 28/32-pixel inputs as they are.")
+           "conv + BN where shapes change. Natively small: 28/32-pixel inputs as they are. "
+           f"{SD_DOC}")
     return register_model(family="resnet", paper=HE2015, year=2015, input_size=(3, 32, 32),
                           recipe="resnet_cifar", name=name,
                           **meta)(_named(build, name, doc))
@@ -453,7 +473,7 @@ def _preact_cifar(name, depth, bottleneck, **meta):
                                    zero_init_residual=zero_init_residual)
 
     doc = (f"{name}: pre-activation CIFAR ResNet-{depth} ({HE2016}), "
-           f"{'bottleneck, 9n+2' if bottleneck else 'basic, 6n+2'}.")
+           f"{'bottleneck, 9n+2' if bottleneck else 'basic, 6n+2'}. {SD_DOC}")
     return register_model(family="resnet", paper=HE2016, year=2016, input_size=(3, 32, 32),
                           recipe="resnet_cifar", name=name,
                           **meta)(_named(build, name, doc))
@@ -465,21 +485,48 @@ def _wrn(name, depth, k, **meta):
         return wrn(depth, k, dropout, num_classes, in_chans,
                    stochastic_depth=stochastic_depth, zero_init_residual=zero_init_residual)
 
-    doc = f"{name}: WRN-{depth}-{k} for CIFAR ({WRN2016}); dropout between the convs."
+    doc = f"{name}: WRN-{depth}-{k} for CIFAR ({WRN2016}); dropout between the convs. {SD_DOC}"
     return register_model(family="resnet", paper=WRN2016, year=2016, input_size=(3, 32, 32),
                           recipe="resnet_cifar", name=name,
                           **meta)(_named(build, name, doc))
 
 
+@register_model(family="resnet", paper=WRN2016, year=2016, input_size=(3, 32, 32),
+                recipe="resnet_cifar", name="wrn",
+                notes="Any WRN-d-k: depth = 6n+4, widen_factor k (defaults: WRN-28-10, 36.5M "
+                "params); wrn16_8 / wrn28_10 / wrn40_4 are fixed settings of it.")
+def wrn_any(num_classes=10, in_chans=3, *, depth=28, widen_factor=10, dropout=0.0,
+            stochastic_depth=0.0, zero_init_residual=False) -> ResNet:
+    """wrn: WRN-depth-widen_factor for CIFAR (Zagoruyko & Komodakis 2016), e.g.
+    create_model("wrn", depth=16, widen_factor=4). depth must be 6n+4, widen_factor >= 1;
+    dropout sits between the two convs of each block. stochastic_depth: True = survival
+    decaying linearly to p_L = 0.5, a float = that p_L, False/0 = off (default)."""
+    return wrn(depth, widen_factor, dropout, num_classes, in_chans,
+               stochastic_depth=stochastic_depth, zero_init_residual=zero_init_residual)
+
+
+def _tv(acc: float, weights: str, extra: str = "") -> dict:
+    """ref_top1_acc / ref_source of torchvision's IMAGENET1K_V1 weights (their acc@1)."""
+    return dict(ref_top1_acc=acc, ref_source=f"torchvision {weights}_Weights.IMAGENET1K_V1 "
+                f"acc@1 (single crop 224{extra})")
+
+
+def _xie(top1_err: float) -> dict:
+    """Xie et al. 2017 Table 3 (the ablation): single-crop 224 top-1 error, as accuracy."""
+    return dict(top1_err=top1_err, ref_top1_acc=round(100 - top1_err, 1),
+                ref_source="Xie et al. 2017 Table 3: single model, single crop 224 (the "
+                "authors' training; no published weights)")
+
+
 # ImageNet ResNets and their plain counterparts (He et al. 2015; top-1 from Table 2,
 # ResNet-50/101 top-1 from Xie et al. 2017 Table 3 as the lectures quote it).
-resnet18 = _imagenet("resnet18", 18, top1_err=27.88)
-resnet34 = _imagenet("resnet34", 34, top1_err=25.03)
-resnet50 = _imagenet("resnet50", 50, top1_err=23.9,
+resnet18 = _imagenet("resnet18", 18, top1_err=27.88, **_tv(69.758, "ResNet18"))
+resnet34 = _imagenet("resnet34", 34, top1_err=25.03, **_tv(73.314, "ResNet34"))
+resnet50 = _imagenet("resnet50", 50, top1_err=23.9, **_tv(76.13, "ResNet50"),
                      notes="top-1 23.9 as retrained in Xie et al. 2017 (Table 3).")
-resnet101 = _imagenet("resnet101", 101, top1_err=22.0,
+resnet101 = _imagenet("resnet101", 101, top1_err=22.0, **_tv(77.374, "ResNet101"),
                       notes="top-1 22.0 as retrained in Xie et al. 2017 (Table 3).")
-resnet152 = _imagenet("resnet152", 152, top5_err=3.57,
+resnet152 = _imagenet("resnet152", 152, top5_err=3.57, **_tv(78.312, "ResNet152"),
                       notes="3.57% top-5 is the ILSVRC 2015 winning ensemble's test error.")
 plain18 = _imagenet("plain18", 18, residual=False, top1_err=27.94,
                     notes="ResNet-18 without shortcuts: the degradation experiment's baseline.")
@@ -492,33 +539,39 @@ plain152 = _imagenet("plain152", 152, residual=False, notes="ResNet-152 without 
 # ResNeXt (Xie et al. 2017): name = depth_{cardinality}x{width per group}d. Table 3's
 # ablation keeps ~4.1 / ~7.8 GFLOPs while trading width for cardinality.
 _X = dict(paper=XIE2017, year=2017)
-resnext50_1x64d = _imagenet("resnext50_1x64d", 50, top1_err=23.9, notes="= ResNet-50.", **_X)
+resnext50_1x64d = _imagenet("resnext50_1x64d", 50, notes="= ResNet-50.", **_xie(23.9), **_X)
 resnext50_2x40d = _imagenet("resnext50_2x40d", 50, groups=2, width_per_group=40,
-                            top1_err=23.0, **_X)
+                            **_xie(23.0), **_X)
 resnext50_4x24d = _imagenet("resnext50_4x24d", 50, groups=4, width_per_group=24,
-                            top1_err=22.6, **_X)
+                            **_xie(22.6), **_X)
 resnext50_8x14d = _imagenet("resnext50_8x14d", 50, groups=8, width_per_group=14,
-                            top1_err=22.3, **_X)
+                            **_xie(22.3), **_X)
 resnext50_32x4d = _imagenet("resnext50_32x4d", 50, groups=32, width_per_group=4,
-                            top1_err=22.2, **_X)
-resnext101_1x64d = _imagenet("resnext101_1x64d", 101, top1_err=22.0, notes="= ResNet-101.",
+                            top1_err=22.2, **_tv(77.618, "ResNeXt50_32X4D"), **_X)
+resnext101_1x64d = _imagenet("resnext101_1x64d", 101, notes="= ResNet-101.", **_xie(22.0),
                              **_X)
 resnext101_2x40d = _imagenet("resnext101_2x40d", 101, groups=2, width_per_group=40,
-                             top1_err=21.7, **_X)
+                             **_xie(21.7), **_X)
 resnext101_4x24d = _imagenet("resnext101_4x24d", 101, groups=4, width_per_group=24,
-                             top1_err=21.4, **_X)
+                             **_xie(21.4), **_X)
 resnext101_8x14d = _imagenet("resnext101_8x14d", 101, groups=8, width_per_group=14,
-                             top1_err=21.3, **_X)
+                             **_xie(21.3), **_X)
 resnext101_32x4d = _imagenet("resnext101_32x4d", 101, groups=32, width_per_group=4,
-                             top1_err=21.2, **_X)
-resnext101_32x8d = _imagenet("resnext101_32x8d", 101, groups=32, width_per_group=8, **_X)
-resnext101_64x4d = _imagenet("resnext101_64x4d", 101, groups=64, width_per_group=4, **_X)
+                             **_xie(21.2), **_X)
+resnext101_32x8d = _imagenet("resnext101_32x8d", 101, groups=32, width_per_group=8,
+                             **_tv(79.312, "ResNeXt101_32X8D"), **_X)
+# torchvision's only weights for it were trained with its new recipe (hence the high number).
+resnext101_64x4d = _imagenet("resnext101_64x4d", 101, groups=64, width_per_group=4,
+                             **_tv(83.246, "ResNeXt101_64X4D",
+                                   ", resize 232; torchvision's new training recipe"), **_X)
 
 # torchvision's wide ImageNet bottlenecks: inner 3x3 width doubled (width_per_group=128).
 wide_resnet50_2 = _imagenet("wide_resnet50_2", 50, width_per_group=128, paper=WRN2016,
-                            year=2016, notes="ResNet-50 with a 2x wider bottleneck 3x3.")
+                            year=2016, notes="ResNet-50 with a 2x wider bottleneck 3x3.",
+                            **_tv(78.468, "Wide_ResNet50_2"))
 wide_resnet101_2 = _imagenet("wide_resnet101_2", 101, width_per_group=128, paper=WRN2016,
-                             year=2016, notes="ResNet-101 with a 2x wider bottleneck 3x3.")
+                             year=2016, notes="ResNet-101 with a 2x wider bottleneck 3x3.",
+                             **_tv(78.848, "Wide_ResNet101_2"))
 
 # Pre-activation ImageNet ResNets (He et al. 2016).
 preact_resnet18 = _preact_imagenet("preact_resnet18", 18)
@@ -540,6 +593,7 @@ plain_cifar44 = _cifar("plain_cifar44", 44, residual=False, notes="plain counter
 plain_cifar56 = _cifar("plain_cifar56", 56, residual=False,
                        notes="plain counterpart; higher train error than plain_cifar20.")
 plain_cifar110 = _cifar("plain_cifar110", 110, residual=False, notes="plain counterpart.")
+plain_cifar1202 = _cifar("plain_cifar1202", 1202, residual=False, notes="plain counterpart.")
 
 # Pre-activation CIFAR ResNets (He et al. 2016, Tables 3 and 4).
 preact_resnet110 = _preact_cifar("preact_resnet110", 110, False,

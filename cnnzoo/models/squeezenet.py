@@ -105,7 +105,13 @@ _META = dict(family="squeezenet", paper=PAPER, year=2016, input_size=(3, 224, 22
              recipe="squeezenet", small_input=SMALL_STEM)
 
 
-@register_model(**_META, notes="Table 1's SqueezeNet: AlexNet-level ImageNet accuracy with "
+def _tv(acc: float, version: str) -> dict:
+    return dict(ref_top1_acc=acc, ref_source=f"torchvision SqueezeNet{version}_Weights."
+                "IMAGENET1K_V1 acc@1 (single crop 224)")
+
+
+@register_model(**_META, **_tv(58.092, "1_0"),
+                notes="Table 1's SqueezeNet: AlexNet-level ImageNet accuracy with "
                 "50x fewer parameters (1.25M); 8 Fire modules, no FC layers.")
 def squeezenet1_0(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.5):
     """squeezenet1_0: the paper's SqueezeNet (Iandola et al. 2016, Table 1). dropout: before
@@ -113,7 +119,8 @@ def squeezenet1_0(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.
     return SqueezeNet("1_0", num_classes, in_chans, dropout, small_input)
 
 
-@register_model(**_META, notes="SqueezeNet v1.1 from the authors' repository: 3x3/2 stem with "
+@register_model(**_META, **_tv(58.178, "1_1"),
+                notes="SqueezeNet v1.1 from the authors' repository: 3x3/2 stem with "
                 "64 filters, pools moved earlier; 2.4x less computation than v1.0.")
 def squeezenet1_1(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.5):
     """squeezenet1_1: SqueezeNet v1.1 (the authors' release after the paper). dropout: before

@@ -77,13 +77,22 @@ _SMALL = ("ceil-mode pools (28-14-7-4-2-1) and a 1x1 pool + 512-wide classifier 
           "of the 7x7 pool + 25088-wide one")
 
 
+# acc@1 of torchvision's IMAGENET1K_V1 weights, by (configuration, batch norm).
+_TV_TOP1 = {("A", False): 69.02, ("A", True): 70.37, ("B", False): 69.928,
+            ("B", True): 71.586, ("D", False): 71.592, ("D", True): 73.36,
+            ("E", False): 72.376, ("E", True): 74.218}
+_DEPTH = {"A": 11, "B": 13, "D": 16, "E": 19}
+
+
 def _meta(cfg: str, bn: bool, **quoted) -> dict:
     notes = f"Configuration {cfg} of the paper's Table 1" + (
         "; BatchNorm after every conv (not in the paper; torchvision's _bn variant)." if bn
         else "."
     )
+    weights = f"VGG{_DEPTH[cfg]}{'_BN' if bn else ''}_Weights.IMAGENET1K_V1"
     return dict(family="vgg", paper=_PAPER, year=2014, input_size=(3, 224, 224), recipe="vgg",
-                small_input=_SMALL + ".", notes=notes, **quoted)
+                small_input=_SMALL + ".", notes=notes, ref_top1_acc=_TV_TOP1[(cfg, bn)],
+                ref_source=f"torchvision {weights} acc@1 (single crop 224)", **quoted)
 
 
 def _vgg(cfg: str, bn: bool, num_classes: int, in_chans: int, small_input: bool,
