@@ -1,8 +1,16 @@
 """Conv arithmetic of seed 001: (W - F + 2P)/S + 1, 'same' padding, 'does not fit'."""
 
 import pytest
+import torch
 
-from cnnzoo.analysis import conv_output_size, parse_input_size, same_padding, stacked_rf
+from cnnzoo.analysis import (
+    conv_output_shape,
+    conv_output_size,
+    parse_input_size,
+    same_padding,
+    stacked_rf,
+)
+from cnnzoo.analysis.receptive import widest_bin
 from cnnzoo.errors import ShapeError
 
 
@@ -56,3 +64,21 @@ def test_parse_input():
 def test_three_3x3_have_the_receptive_field_of_one_7x7():
     assert stacked_rf([(3, 1)] * 3).rf == 7 == stacked_rf([(7, 1)]).rf
     assert stacked_rf([(3, 1)] * 2).rf == 5  # two 3x3 = one 5x5 (seed 002)
+
+
+def test_output_shape_names_the_axis_that_does_not_fit():
+    assert conv_output_shape((224, 160), 7, 2, 3, strict=False) == (112, 80)
+    assert conv_output_shape((5, 9), (1, 3), 1, (0, 1)) == (5, 9)
+    with pytest.raises(ShapeError, match=r"pool does not fit: 2x2 pool \(stride 2, padding 0\) "
+                       r"on a 20000000x1 input: along W, needs at least 2 pixels"):
+        conv_output_shape((20_000_000, 1), 2, 2, what="pool", strict=False)
+    with pytest.raises(ShapeError, match=r"along H, \(7 - 3 \+ 2\*0\)/3 \+ 1 = 2\.33 is not an"):
+        conv_output_shape((7, 10), 3, 3)
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 8, 14, 17, 35])
+@pytest.mark.parametrize("o", [1, 3, 4, 6, 7])
+def test_widest_adaptive_bin_is_pytorchs(n, o):
+    """Each input position is an indicator row; an output is nonzero on its bin only."""
+    bins = torch.nn.functional.adaptive_max_pool1d(torch.eye(n).unsqueeze(1), o)[:, 0, :]
+    assert widest_bin(n, o) == int((bins > 0).sum(0).max())

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import cnnzoo
 from cnnzoo.analysis import profile
 from cnnzoo.analysis.compare import compare
 from cnnzoo.cli import main
@@ -33,7 +34,15 @@ def test_summary_json_matches_the_api(capsys):
     (["summary", "vgg16", "--input", "3x224"], ["--input", "'3x224'", "CxHxW"]),
     (["summary", "vgg16", "--input", "axbxc"], ["--input", "'axbxc'"]),
     (["summary", "vgg99"], ["unknown model", "vgg19"]),
-    (["summary", "vgg16", "--input", "3x16x16"], ["does not fit", "features.30"]),
+    (["summary", "vgg16", "--input", "3x16x16"], ["does not fit", "features.30",
+                                                   "try --small-input"]),
+    (["summary", "vgg16", "--input", "3x20000000x2"], ["does not fit", "features.9",
+                                                      "on a 10000000x1 input: along W"]),
+    (["summary", "inception_v3", "--input", "3x64x64"], ["small_input=True",
+                                                     "on the command line: --small-input"]),
+    (["summary", "vgg16", "--knob", "nope=1"], ["vgg16 does not take nope"]),
+    (["summary", "lenet5", "--small-input"], ["lenet5 does not take small_input"]),
+    (["compare", "vgg16", "resnet18", "--knob", "groups=2"], ["vgg16 does not take groups"]),
     (["compare", "vgg16", "nope"], ["unknown model 'nope'"]),
     (["compare", "vgg16", "--input", "3x"], ["--input"]),
     (["conv", "--input", "7", "--kernel", "3", "--stride", "3"],
@@ -80,11 +89,117 @@ def test_compare_api_numbers_equal_the_summary():
     for r in rows:
         p = profile(r.model)
         assert (r.params, r.macs, r.activation_bytes) == (p.params, p.macs, p.activation_bytes)
-        info = __import__("cnnzoo").model_info(r.model)
-        if info.top1_err is not None:
-            assert r.accuracy == pytest.approx(100 - info.top1_err) and r.accuracy_kind == "top-1"
+        info = cnnzoo.model_info(r.model)
+        assert r.top1_acc == getattr(info, "ref_top1_acc", None)
+        assert r.lecture_top5_err == info.top5_err
+
+
+class _WithReference:
+    """A ModelInfo stand-in with reference top-1 numbers of our choosing."""
+
+    def __init__(self, info, acc):
+        self._info, self.ref_top1_acc = info, acc
+        self.ref_source = "test" if acc is not None else ""
+
+    def __getattr__(self, name):
+        return getattr(self._info, name)
+
+
+ACC = {"alexnet": 56.5, "vgg16": 71.6, "resnet50": 76.1, "resnet152": 78.3, "lenet5": None}
+
+
+@pytest.fixture
+def reference_accuracies(monkeypatch):
+    from cnnzoo.models import registry
+
+    real = registry.model_info
+    monkeypatch.setattr(registry, "model_info",
+                        lambda name: _WithReference(real(name), ACC.get(name)))
+
+
+def test_compare_plots_top1_vs_gmacs_with_area_proportional_to_params(reference_accuracies):
+    import matplotlib.pyplot as plt
+
+    from cnnzoo.analysis.compare import bubble_figure, bubbles
+
+    rows = compare(["alexnet", "vgg16", "resnet50", "resnet152", "lenet5"])
+    assert [r.top1_acc for r in rows] == [56.5, 71.6, 76.1, 78.3, None]
+    assert rows[0].lecture_top5_err == cnnzoo.model_info("alexnet").top5_err  # kept apart
+    points, skipped = bubbles(rows)
+    assert skipped == ["lenet5"] and [b.model for b in points] == list(ACC)[:4]
+    fig = bubble_figure(rows)
+    try:
+        (ax,) = fig.axes
+        (scatter,) = ax.collections  # one panel, one scale: resnet50 and 152 side by side
+        drawn = [r for r in rows if r.top1_acc is not None]
+        assert scatter.get_offsets().tolist() == [[r.macs / 1e9, r.top1_acc] for r in drawn]
+        sizes = scatter.get_sizes()
+        ratios = [s / r.params for s, r in zip(sizes, drawn)]
+        assert max(ratios) == pytest.approx(min(ratios))  # area proportional to params
+        assert sizes.tolist() == [b.area for b in points]
+        assert "single crop" in ax.get_ylabel()
+        assert any("not plotted" in t.get_text() and "lenet5" in t.get_text()
+                   for t in fig.texts)
+    finally:
+        plt.close(fig)
+
+
+def test_compare_cli_lists_unplotted_models_and_the_lecture_column(reference_accuracies,
+                                                                   tmp_path, capsys):
+    png = tmp_path / "cmp.png"
+    assert main(["compare", "resnet50", "lenet5", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "lect. top-5 err" in out and "1 of 2 models plotted" in out
+    assert "table only: lenet5" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("resnet50 "))
+    assert "76.1%" in line and line.rstrip().endswith("test")
 
 
 def test_compare_latency_is_measured():
     (r,) = compare(["lenet5"], latency=True, iters=2)
     assert r.latency_ms is not None and r.latency_ms > 0
+
+
+def test_summary_and_compare_pass_builder_options(capsys):
+    assert main(["summary", "alexnet", "--input", "3x32x32", "--small-input", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d == json.loads(json.dumps(profile("alexnet", (3, 32, 32),
+                                              small_input=True).as_dict()))
+    assert main(["summary", "resnet50", "--knob", "groups=32", "--knob", "width_per_group=4",
+                 "--totals"]) == 0
+    assert f"{profile('resnext50_32x4d').macs:,}" in capsys.readouterr().out
+    # --small-input goes to the models that have the knob; resnet20 is natively small
+    rows = compare(["alexnet", "resnet20"], (3, 32, 32), small_input=True)
+    assert rows[0].macs == profile("alexnet", (3, 32, 32), small_input=True).macs
+    assert main(["compare", "alexnet", "resnet20", "--input", "3x32x32", "--small-input",
+                 "--knob", "stochastic_depth=0.1", "--json"]) == 2  # alexnet has no such knob
+    assert "alexnet does not take stochastic_depth" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, value", [("dropout=0.2", 0.2), ("groups=32", 32),
+                                         ("small_input=true", True), ("aux_logits=False", False),
+                                         ("version=1_1", "1_1"), ("shortcut=B", "B"),
+                                         ("act= tanh ", "tanh")])
+def test_knob_values(text, value):
+    from cnnzoo.cli.analysis import knob
+
+    key, v = knob(text)
+    assert key == text.split("=")[0] and v == value and type(v) is type(value)
+
+
+def test_malformed_knob_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["summary", "vgg16", "--knob", "dropout"])
+    assert e.value.code == 2 and "expected key=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["models", "vgg"], ["summary", "inception_v4", "--json"]])
+def test_closed_pipe_is_quiet(argv):
+    """`cnnzoo models | head`: the reader goes away before the output is written."""
+    p = subprocess.Popen([sys.executable, "-m", "cnnzoo", *argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # nobody reads: the first flush hits a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141
+    assert err == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit

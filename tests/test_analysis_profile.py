@@ -1,14 +1,18 @@
 """The profiler on small hand-built modules: seed-001 sizing example, bottlenecks, RF."""
 
+import copy
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnzoo.analysis import profile
-from cnnzoo.errors import ShapeError
+from cnnzoo.analysis import check_input, meta_copy, profile
+from cnnzoo.analysis.profile import MetaUnsupported
+from cnnzoo.errors import CnnzooError, ShapeError
 
 
 def _sizing_example():
@@ -129,12 +133,17 @@ def test_dtype_halves_bytes():
     assert p16.param_bytes * 2 == p32.param_bytes and p16.macs == p32.macs
 
 
-def test_too_small_input_is_a_shape_error_with_the_numbers():
-    with pytest.raises(ShapeError, match=r"layer 14: pool does not fit: 2x2 pool on a 1x1 input"):
-        profile(_sizing_example(), (3, 4, 4))
+@pytest.mark.parametrize("size, words", [
+    ((3, 4, 4), r"layer 14: pool does not fit: 2x2 pool \(stride 2, padding 0\) on a 1x1 "
+     r"input: along H, needs at least 2 pixels \(\(1 - 2 \+ 2\*0\)/2 \+ 1 = 0\.50 < 1\)"),
+    ((3, 4, 32), r"layer 14: pool does not fit: .* on a 1x8 input: along H, needs at least 2"),
+    ((3, 32, 4), r"layer 14: pool does not fit: .* on a 8x1 input: along W, needs at least 2"),
     # A linear layer that cannot take the flattened size: one clear ShapeError, not torch's.
-    with pytest.raises(ShapeError, match=r"cannot take input 3x64x64"):
-        profile(_sizing_example(), (3, 64, 64))
+    ((3, 64, 64), r"cannot take input 3x64x64 \(at layer 16: addmm of 10, 1x640, 160x10\)"),
+])
+def test_too_small_input_is_a_shape_error_with_the_numbers(size, words):
+    with pytest.raises(ShapeError, match=words):
+        profile(_sizing_example(), size)
 
 
 def test_as_dict_is_json_ready():
@@ -145,3 +154,240 @@ def test_as_dict_is_json_ready():
     assert back["params"] == 280 + 5 * 910 + 1610 and back["flops"] == 2 * back["macs"]
     assert back["training_memory"]["batch"] == 4
     assert math.prod(back["layers"][0]["output_shape"]) == 3 * 32 * 32
+
+
+class DeviceRecorder(TorchDispatchMode):
+    """Records the device and size of every tensor any aten op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices: set[str] = set()
+        self.real_bytes = 0
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else [out]):
+            if isinstance(t, torch.Tensor):
+                self.ops += 1
+                self.devices.add(t.device.type)
+                if t.device.type != "meta":
+                    self.real_bytes += t.numel() * t.element_size()
+        return out
+
+
+# (a) buffers, (b) no real copy, (c) the caller's module is never changed
+
+
+class _Normalize(nn.Module):
+    """No parameters, only a (CPU) buffer: the mean subtracted from every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, x):
+        return x - self.mean
+
+
+def test_module_with_only_a_buffer_is_profiled_on_meta():
+    m = _Normalize()
+    p = profile(m, (3, 8, 8))
+    assert p.layers[-1].output_shape == (3, 8, 8) and p.params == 0
+    assert m.mean.device.type == "cpu" and float(m.mean[0, 0]) == 0.5
+
+
+def test_real_module_is_not_cloned_on_the_cpu():
+    from cnnzoo import create_model
+
+    real = create_model("resnet18")  # 11.7M real weights (47 MB)
+    rec = DeviceRecorder()
+    with rec:
+        p = profile(real, (3, 224, 224))
+    assert p.params == sum(t.numel() for t in real.parameters())
+    assert rec.ops > 100 and rec.devices == {"meta"} and rec.real_bytes == 0
+    assert all(t.device.type == "cpu" for t in real.state_dict().values())
+    assert real.training  # the caller's mode is untouched too
+
+
+def test_summarising_vgg16_allocates_no_real_tensors():
+    rec = DeviceRecorder()
+    with rec:
+        p = profile("vgg16")  # build, forward and the training-mode pass
+    assert p.params == 138_357_544 and p.saved_bytes > 0
+    assert rec.ops > 100 and rec.devices == {"meta"} and rec.real_bytes == 0
+
+
+def test_meta_copy_keeps_shared_weights_shared_and_the_original_untouched():
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    m[2].weight = m[0].weight  # tied
+    m[0].requires_grad_(False)
+    c = meta_copy(m)
+    assert c[2].weight is c[0].weight and c[0].weight.device.type == "meta"
+    assert not c[0].weight.requires_grad and c[2].bias.requires_grad
+    assert m[0].weight.device.type == "cpu" and m[0].weight is m[2].weight
+
+
+def test_dtype_does_not_change_a_meta_module_in_place():
+    with torch.device("meta"):
+        m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    p16 = profile(m, (3, 8, 8), dtype="float16")
+    assert p16.param_bytes == 2 * p16.params
+    assert {t.dtype for t in m.state_dict().values() if t.is_floating_point()} == {
+        torch.float32}
+    assert m.training
+
+
+# (d) only genuine shape failures become ShapeError; bugs in a forward surface unchanged
+
+
+class _Raises(nn.Module):
+    def __init__(self, exc_type):
+        super().__init__()
+        self.conv, self.exc_type = nn.Conv2d(3, 3, 3), exc_type
+
+    def forward(self, x):
+        x = self.conv(x)
+        raise self.exc_type(f"bug after a conv to {list(x.shape)}")
+
+
+@pytest.mark.parametrize("exc_type", [ValueError, IndexError, RuntimeError, TypeError])
+def test_a_bug_in_forward_is_not_reported_as_a_shape_error(exc_type):
+    with pytest.raises(exc_type) as info:
+        profile(_Raises(exc_type), (3, 8, 8))
+    assert type(info.value) is exc_type and not isinstance(info.value, CnnzooError)
+    assert str(info.value) == "bug after a conv to [1, 3, 6, 6]"
+
+
+def test_an_op_refusing_the_shapes_is_a_shape_error_naming_the_layer():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    profile(m, (3, 8, 8))
+    with pytest.raises(ShapeError, match=r"Sequential cannot take input 3x9x9 \(at layer 2: "
+                       r"addmm of .*1x196.*144"):
+        profile(m, (3, 9, 9))
+    with pytest.raises(ShapeError, match=r"cannot take input 1x8x8 \(at layer 0: convolution"):
+        profile(m, (1, 8, 8))
+
+
+class _DataDependent(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.mean() > 0 else x  # needs the values, which meta tensors lack
+
+
+class _MakesCpuTensors(nn.Module):
+    def forward(self, x):
+        return x + torch.ones(x.shape[1:])  # no device=: a CPU tensor
+
+
+@pytest.mark.parametrize("module, words", [(_DataDependent(), "needs real data"),
+                                           (_MakesCpuTensors(), "mixes a cpu tensor")])
+def test_a_forward_that_cannot_run_on_meta_says_so(module, words):
+    with pytest.raises(MetaUnsupported, match=words) as info:
+        profile(module, (3, 8, 8))
+    assert "meta tensors" in str(info.value) and not isinstance(info.value, ShapeError)
+    with pytest.warns(UserWarning, match="input size not checked"):
+        check_input(module, (3, 8, 8))  # a trainer must not refuse a model that works
+
+
+def test_check_input_passes_quietly_and_leaves_the_module_alone():
+    m = _sizing_example()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_input(m, (3, 32, 32))
+    assert m.training and all(t.device.type == "cpu" for t in m.parameters())
+    with pytest.raises(ShapeError, match="layer 14: pool does not fit"):
+        check_input(m, (3, 4, 4))
+    with pytest.raises(ShapeError, match="input_size"):
+        check_input(m, (3, 32))
+
+
+# (e) receptive fields through upsampling, checked against the gradient of a real network
+
+
+def _true_rf(m: nn.Module, c: int, size: int) -> int:
+    """Widest input extent with a nonzero gradient, over 8 outputs mid-map (every alignment
+    of these nets' grids; all weights 1, so no cancellation)."""
+    m = copy.deepcopy(m).double()
+    for mod in m.modules():
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.ones_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    x = torch.ones(1, c, size, size, dtype=torch.float64, requires_grad=True)
+    out = m(x)
+    widest = 0
+    mid = out.shape[-1] // 2
+    for j in range(max(mid - 4, 0), min(mid + 4, out.shape[-1])):
+        (g,) = torch.autograd.grad(out[0, :, out.shape[-2] // 2, j].sum(), x, retain_graph=True)
+        cols = g[0].abs().sum((0, 1)).nonzero()
+        widest = max(widest, int(cols.max() - cols.min() + 1))
+    return widest
+
+
+class _UNet(nn.Module):
+    """Two stride-2 convs down, nearest and transposed-conv up, skip connections."""
+
+    def __init__(self):
+        super().__init__()
+        self.d1, self.d2 = nn.Conv2d(2, 2, 3, 2, 1), nn.Conv2d(2, 2, 3, 2, 1)
+        self.up1, self.c = nn.Upsample(scale_factor=2), nn.Conv2d(4, 2, 3, padding=1)
+        self.up2, self.out = nn.ConvTranspose2d(2, 2, 4, 2, 1), nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        a = self.d1(x)
+        y = self.c(torch.cat([self.up1(self.d2(a)), a], 1))
+        return self.out(torch.cat([self.up2(y), x], 1))
+
+
+RF_CASES = {  # name: (module, input size, the tool's RF, its jump)
+    "transposed 3x3/2 + conv 3x3": (
+        nn.Sequential(nn.ConvTranspose2d(2, 2, 3, 2, 1), nn.Conv2d(2, 2, 3, padding=1)),
+        24, 3, "1/2"),
+    "transposed 5x5/3": (nn.Sequential(nn.ConvTranspose2d(2, 2, 5, 3)), 12, 2, "1/3"),
+    "nearest x2 + conv 4x4": (
+        nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 4, padding=1)), 16, 3,
+        "1/2"),
+    "conv /2, bilinear x2, conv 3x3": (
+        nn.Sequential(nn.Conv2d(2, 2, 3, 2, 1), nn.Upsample(scale_factor=2, mode="bilinear"),
+                      nn.Conv2d(2, 2, 3, padding=1)), 24, 7, 1),
+    "bicubic x3 + conv 3x3": (
+        nn.Sequential(nn.Upsample(scale_factor=3, mode="bicubic"),
+                      nn.Conv2d(2, 2, 3, padding=1)), 12, 5, "1/3"),
+    "pixel shuffle x2 + conv 3x3": (
+        nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.PixelShuffle(2),
+                      nn.Conv2d(2, 2, 3, padding=1)), 16, 4, "1/2"),
+    "down /4 then up x4 (k=2 transposed)": (
+        nn.Sequential(nn.Conv2d(2, 2, 3, 2, 1), nn.Conv2d(2, 2, 3, 2, 1),
+                      nn.ConvTranspose2d(2, 2, 2, 2), nn.ConvTranspose2d(2, 2, 2, 2),
+                      nn.Conv2d(2, 2, 3, padding=1)), 32, 11, 1),
+    "U-Net with skips": (_UNet(), 32, 15, 1),
+    "adaptive pool 8 -> 7 (uneven bins)": (nn.Sequential(nn.AdaptiveAvgPool2d(7)), 8, 2, "8/7"),
+    "adaptive pool 14 -> 4": (nn.Sequential(nn.AdaptiveAvgPool2d(4)), 14, 4, "7/2"),
+}
+
+
+@pytest.mark.parametrize("case", list(RF_CASES))
+def test_receptive_field_through_upsampling_matches_the_gradient(case):
+    m, size, rf, jump = RF_CASES[case]
+    last = profile(m, (2, size, size), training=False).layers[-1]
+    assert (last.rf, last.jump) == (rf, jump)
+    assert _true_rf(m, 2, size) == rf
+
+
+class _Sequence1d(nn.Module):
+    """Treats each image row as a sequence: flatten H x W, then a 1-D conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 3, 3)
+
+    def forward(self, x):
+        return self.conv(x.flatten(2))
+
+
+def test_receptive_field_of_a_1d_conv_is_marked_not_available():
+    p = profile(_Sequence1d(), (3, 4, 4))
+    conv = next(r for r in p.layers if r.name == "conv")
+    assert conv.rf == "n/a" and conv.jump == "n/a" and conv.window == "3 s1 p0"
+    assert any("RF n/a" in n for n in p.notes)
+    d = p.as_dict()
+    assert d["layers"][-1]["rf"] == "n/a"

@@ -1,14 +1,22 @@
 """What a network costs: per-layer profile, conv arithmetic, receptive field, comparison."""
 
-from cnnzoo.analysis.arithmetic import conv_output_size, parse_input_size, same_padding
-from cnnzoo.analysis.profile import Layer, Profile, profile
+from cnnzoo.analysis.arithmetic import (
+    conv_output_shape,
+    conv_output_size,
+    parse_input_size,
+    same_padding,
+)
+from cnnzoo.analysis.profile import Layer, Profile, check_input, meta_copy, profile
 from cnnzoo.analysis.receptive import RF, stacked_rf
 
 __all__ = [
     "RF",
     "Layer",
     "Profile",
+    "check_input",
+    "conv_output_shape",
     "conv_output_size",
+    "meta_copy",
     "parse_input_size",
     "profile",
     "same_padding",

@@ -1,10 +1,12 @@
 """Per-layer profile of a network on meta tensors: shapes, params, activations, MACs, RF.
 
 The model runs once on the `meta` device (shapes and dtypes, no data), so profiling VGG-16
-or Inception-v4 allocates no real activations. A TorchDispatchMode sees every aten op: it
+or Inception-v4 allocates no real activations (and no real weights: a user's module is
+copied to meta without cloning its tensors). A TorchDispatchMode sees every aten op: it
 counts multiply-accumulates of convolutions and matrix products, propagates the receptive
 field per tensor, and checks each conv/pool's arithmetic so that an input a layer cannot
 take raises ShapeError ("does not fit", with the numbers) instead of a torch RuntimeError.
+`check_input` runs the same pass to vet an input size before a model is built or trained.
 Forward hooks name the rows after the leaf modules; ops run directly by a container
 (torch.cat in Inception, an out-of-place add in a residual block) get rows of their own.
 
@@ -16,7 +18,9 @@ each layer output that needs new memory (an in-place ReLU or a flatten view adds
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -24,7 +28,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from cnnzoo.analysis.arithmetic import conv_output_size
+from cnnzoo.analysis.arithmetic import conv_output_shape
 from cnnzoo.analysis.receptive import RF, propagate, window
 from cnnzoo.errors import CnnzooError, ShapeError
 
@@ -110,6 +114,12 @@ class Profile:
         return d
 
 
+
+class MetaUnsupported(CnnzooError):
+    """The forward needs real data (`.item()`, a data-dependent shape) or makes real tensors,
+    so it cannot run on meta tensors. Not a problem of the input size."""
+
+
 def _storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata  # views share it; meta tensors have no data_ptr
 
@@ -125,14 +135,22 @@ def _tensors(obj):
             yield from _tensors(o)
 
 
+def _join(values) -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(set(values)) == 1 else "x".join(values)
+
+
 def _fmt_window(win, groups: int = 1) -> str:
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), _ = win
-    text = f"{kh}x{kw} s{sh if sh == sw else f'{sh}x{sw}'} p{ph if ph == pw else f'{ph}x{pw}'}"
-    if (dh, dw) != (1, 1):
-        text += f" d{dh}"
+    text = f"{'x'.join(map(str, win.kernel))} s{_join(win.stride)} p{_join(win.padding)}"
+    if set(win.dilation) != {1}:
+        text += f" d{_join(win.dilation)}"
     if groups > 1:
         text += f" g{groups}"
-    return text
+    return text + (" T" if win.kind == "transposed" else "")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(map(str, t.shape)) or "scalar"
 
 
 def _macs(func, args, out) -> int:
@@ -164,6 +182,7 @@ class _Tracer(TorchDispatchMode):
         self.stack: list[tuple[str, Layer | None]] = []  # (module name, leaf row or None)
         self.rows: list[Layer] = []
         self.floored: list[str] = []
+        self.failure: tuple | None = None  # (exception, op, tensor args, layer) of a failed op
 
     def current(self) -> tuple[str, Layer | None]:
         return self.stack[-1] if self.stack else ("", None)
@@ -171,11 +190,15 @@ class _Tracer(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         where, row = self.current()
+        layer = row.name if row is not None else where or "<root>"
         win = window(func, args)
-        if win is not None:
-            kind = "pool" if "pool" in func.__name__ else "filter"
-            self._check(win, args[0], where, row, kind)
-        out = func(*args, **kwargs)
+        if win is not None and win.kind in ("conv", "pool"):
+            self._check(win, args[0], layer)
+        try:
+            out = func(*args, **kwargs)
+        except Exception as e:  # kept so that _trace can tell an op's refusal from a bug
+            self.failure = (e, func, list(_tensors((args, kwargs))), layer)
+            raise
         outs = list(_tensors(out))
         if not outs:
             return out
@@ -205,106 +228,77 @@ class _Tracer(TorchDispatchMode):
             self.rf[t] = field_
         return out
 
-    def _check(self, win, x, where, row, kind) -> None:
-        kernel, stride, pad, dil, ceil = win
-        if ceil is None:  # adaptive pools fit any input
+    def _check(self, win, x, layer) -> None:
+        """PyTorch's own rule (floor, or ceil for ceil_mode pools), with the numbers."""
+        kind = "pool" if win.kind == "pool" else "filter"
+        sizes = [int(v) for v in x.shape[2:]]
+        try:
+            conv_output_shape(sizes, win.kernel, win.stride, win.padding, win.dilation,
+                              ceil_mode=win.ceil_mode, strict=False, what=kind)
+        except ShapeError as e:
+            raise ShapeError(f"{self.model_name}: layer {layer}: {e}") from None
+        if win.ceil_mode:
             return
-        name = row.name if row is not None else where or "input"
-        floors = []
-        for size, k, s, p, d in zip(x.shape[2:], kernel, stride, pad, dil):
-            try:
-                conv_output_size(int(size), k, s, p, d, ceil_mode=ceil, strict=False, what=kind)
-            except ShapeError as e:
-                raise ShapeError(f"{self.model_name}: layer {name}: {e}") from None
-            span = int(size) - (d * (k - 1) + 1) + 2 * p
-            if span % s and not ceil:
-                floors.append(
-                    f"({size} - {k} + 2*{p})/{s} + 1 = {span / s + 1:.2f} -> {span // s + 1}"
-                )
-        if floors:  # report a layer once, not once per axis
-            self.floored.append(f"{name}: {floors[0]}")
+        for size, k, s, p, d in zip(sizes, win.kernel, win.stride, win.padding, win.dilation):
+            span = size - (d * (k - 1) + 1) + 2 * p
+            if span % s:  # report a layer once, not once per axis
+                self.floored.append(
+                    f"{layer}: ({size} - {k} + 2*{p})/{s} + 1 = {span / s + 1:.2f} -> "
+                    f"{span // s + 1}")
+                return
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """The model on the meta device, leaving the user's (real) module untouched."""
-    if all(p.device.type == "meta" for p in model.parameters()):
-        return model
-    return copy.deepcopy(model).to("meta")
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` with every parameter and buffer on the meta device.
 
-
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
-    """Bytes per image autograd saves for backward in a training-mode forward (no params).
-
-    Runs at batch 2 (train-mode BatchNorm needs more than one value per channel) and halves.
+    The module itself is never changed. copy.deepcopy(module).to("meta") would clone every
+    real weight on the CPU first (VGG-16: +530 MB); instead deepcopy's memo is seeded with a
+    meta twin of each parameter and buffer, so only the module structure is copied (and
+    weights shared between layers stay shared).
     """
-    x = x.expand(2, *x.shape[1:])
-    params = {_storage_key(p) for p in model.parameters()}
-    saved: dict[int, int] = {}
-    keep = []
+    memo = {}
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        twin = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(twin, t.requires_grad) if isinstance(t, nn.Parameter) \
+            else twin
+    return copy.deepcopy(module, memo)
 
-    def pack(t):
-        key = _storage_key(t)
-        if key not in params:
-            saved[key] = t.untyped_storage().nbytes()
-            keep.append(t)
-        return t
 
-    was_training = model.training
+def _size_arg(input_size, arg: str = "input_size") -> tuple[int, int, int]:
     try:
-        model.train()
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x)
-    except Exception:  # a model that cannot train at this size still gets its forward profile
-        return None
-    finally:
-        model.train(was_training)
-    return sum(saved.values()) // 2
+        size = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 3 or min(size) < 1 or size != tuple(input_size):
+        raise ShapeError(f"{arg} {input_size!r} is not (C, H, W) with positive integers")
+    return size
 
 
-def profile(
-    model: nn.Module | str,
-    input_size: tuple[int, int, int] | None = None,
-    *,
-    dtype: str | torch.dtype = "float32",
-    num_classes: int | None = None,
-    training: bool = True,
-    **knobs,
-) -> Profile:
-    """Profile a registered model (by name, built on meta) or any nn.Module at one input size.
+def _failure(name: str, input_size, failure) -> CnnzooError | None:
+    """The user-facing error for an aten op that failed on meta tensors, or None (a bug)."""
+    e, func, tensors, layer = failure
+    op = str(func).removeprefix("aten.").split(".")[0]
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    real = [t for t in tensors if t.device.type != "meta" and t.ndim > 0]
+    if real or op == "_local_scalar_dense" or isinstance(e, NotImplementedError):
+        what = (f"mixes a {real[0].device.type} tensor of shape {_shape(real[0])} (made in "
+                "forward?) with meta ones" if real else f"needs real data ({op}, e.g. .item() "
+                "or a data-dependent shape)")
+        return MetaUnsupported(f"{name}: layer {layer} {what}; the analysis runs the model on "
+                               f"meta tensors, which have shapes but no data: {first_line}")
+    if isinstance(e, (RuntimeError, ValueError, IndexError)):
+        shapes = ", ".join(_shape(t) for t in tensors[:3])
+        return ShapeError(f"{name} cannot take input {'x'.join(map(str, input_size))} (at layer "
+                          f"{layer}: {op} of {shapes}): {first_line}")
+    return None
 
-    input_size is (C, H, W); it defaults to the registered model's own, and num_classes to
-    the builder's own (1000 for the ImageNet nets, 10 for LeNet-5 and the CIFAR nets).
-    training=False skips the training-mode pass that measures autograd's saved activations.
-    """
-    from cnnzoo.models.registry import create_model, model_info
 
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise CnnzooError(f"--dtype {dtype!r}: one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
-    if isinstance(model, str):
-        name = model
-        info = model_info(name)
-        input_size = tuple(input_size or info.input_size)
-        with torch.device("meta"):
-            try:
-                net = create_model(name, num_classes=num_classes, in_chans=input_size[0], **knobs)
-            except (TypeError, ValueError) as e:
-                raise ShapeError(f"{name}: {e}") from None
-    else:
-        if input_size is None:
-            raise CnnzooError("profile(nn.Module) needs input_size=(C, H, W)")
-        name = getattr(model, "model_name", type(model).__name__)
-        net = _meta_copy(model)
-    input_size = tuple(int(v) for v in input_size)
-    net = net.to(dtype)
-    was_training = net.training
-    net.eval()
-    x = torch.empty((1, *input_size), device="meta", dtype=dtype)
-
+def _trace(net: nn.Module, x: torch.Tensor, name: str) -> _Tracer:
+    """Run net(x) on meta tensors under the tracer, with forward hooks naming the rows."""
+    input_size = tuple(x.shape[1:])
     tracer = _Tracer(name)
-    inp = Layer("input", "Input", output_shape=input_size,
-                activations=math.prod(input_size), activation_bytes=x.numel() * x.element_size())
+    inp = Layer("input", "Input", output_shape=input_size, activations=math.prod(input_size),
+                activation_bytes=math.prod(input_size) * x.element_size())
     tracer.rows.append(inp)
     tracer.rf[x] = RF()
     tracer.owner[_storage_key(x)] = inp
@@ -342,18 +336,123 @@ def profile(
             net(x)
     except CnnzooError:
         raise
-    except (RuntimeError, ValueError, IndexError) as e:
-        where = tracer.stack[-1][0] if tracer.stack else ""
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ShapeError(
-            f"{name} cannot take input {'x'.join(map(str, input_size))}"
-            f"{f' (at layer {where})' if where else ''}: {first_line}"
-        ) from None
+    except Exception as e:
+        # Only an aten op refusing the meta shapes is the input's fault; an exception raised
+        # by Python code (a bug in a user's forward) propagates unchanged.
+        err = _failure(name, input_size, tracer.failure) if (
+            tracer.failure is not None and tracer.failure[0] is e) else None
+        if err is None:
+            raise
+        raise err from e
     finally:
         for h in handles:
             h.remove()
+    return tracer
+
+
+def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
+    """Bytes per image autograd saves for backward in a training-mode forward (no params).
+
+    Runs at batch 2 (train-mode BatchNorm needs more than one value per channel) and halves.
+    """
+    x = x.expand(2, *x.shape[1:])
+    params = {_storage_key(p) for p in model.parameters()}
+    saved: dict[int, int] = {}
+    keep = []
+
+    def pack(t):
+        key = _storage_key(t)
+        if key not in params:
+            saved[key] = t.untyped_storage().nbytes()
+            keep.append(t)
+        return t
+
+    was_training = model.training
+    try:
+        model.train()
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+    except Exception:  # a model that cannot train at this size still gets its forward profile
+        return None
+    finally:
+        model.train(was_training)
+    return sum(saved.values()) // 2
+
+
+def _build(name: str, in_chans: int, num_classes: int | None = None, **knobs) -> nn.Module:
+    """A registered model built on the meta device (no memory, no real initialisation)."""
+    from cnnzoo.models.registry import create_model
+
+    with torch.device("meta"):
+        try:
+            return create_model(name, num_classes=num_classes, in_chans=in_chans, **knobs)
+        except CnnzooError:
+            raise
+        except (TypeError, ValueError) as e:  # an unknown knob or a value the builder refuses
+            raise CnnzooError(f"{name}: {e}") from None
+
+
+def check_input(model: nn.Module | str, input_size, **knobs) -> None:
+    """Raise ShapeError if `model` cannot take inputs of input_size = (C, H, W).
+
+    Runs one forward on a meta copy (no data, no memory): a conv or pool whose window does
+    not fit says so with the layer and the numbers, and any other op refusing the shapes (an
+    FC layer expecting another flattened size, a wrong channel count) is one ShapeError
+    naming the layer. The forward runs in the model's own mode (train mode runs auxiliary
+    heads), at batch 2 in train mode so that BatchNorm sees more than one value. A model
+    whose forward needs real data cannot be checked this way: that is a warning, not an
+    error. `model` may be a registered name (built on meta, with `knobs`).
+    """
+    input_size = _size_arg(input_size)
+    if isinstance(model, str):
+        name, net = model, _build(model, input_size[0], **knobs)
+    else:
+        name, net = getattr(model, "model_name", type(model).__name__), meta_copy(model)
+    dtype = next((t.dtype for t in itertools.chain(net.parameters(), net.buffers())
+                  if t.is_floating_point()), torch.float32)
+    x = torch.empty((2 if net.training else 1, *input_size), device="meta", dtype=dtype)
+    try:
+        _trace(net, x, name)
+    except MetaUnsupported as e:
+        warnings.warn(f"input size not checked: {e}", stacklevel=2)
+
+
+def profile(
+    model: nn.Module | str,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    dtype: str | torch.dtype = "float32",
+    num_classes: int | None = None,
+    training: bool = True,
+    **knobs,
+) -> Profile:
+    """Profile a registered model (by name, built on meta) or any nn.Module at one input size.
+
+    input_size is (C, H, W); it defaults to the registered model's own, and num_classes to
+    the builder's own (1000 for the ImageNet nets, 10 for LeNet-5 and the CIFAR nets).
+    A module is profiled on a meta copy; the module itself is not changed.
+    training=False skips the training-mode pass that measures autograd's saved activations.
+    """
+    from cnnzoo.models.registry import model_info
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise CnnzooError(f"--dtype {dtype!r}: one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if isinstance(model, str):
+        name = model
+        input_size = _size_arg(input_size or model_info(name).input_size)
+        net = _build(name, input_size[0], num_classes, **knobs)
+    else:
+        if input_size is None:
+            raise CnnzooError("profile(nn.Module) needs input_size=(C, H, W)")
+        input_size = _size_arg(input_size)
+        name = getattr(model, "model_name", type(model).__name__)
+        net = meta_copy(model)
+    net = net.to(dtype).eval()  # our own copy: the caller's module keeps its dtype and mode
+    x = torch.empty((1, *input_size), device="meta", dtype=dtype)
+    tracer = _trace(net, x, name)
     saved = _saved_bytes(net, x) if training else None
-    net.train(was_training)
 
     rows = tracer.rows
     params = list({id(p): p for p in net.parameters()}.values())
@@ -371,6 +470,9 @@ def profile(
         notes.append(f"{len(tracer.floored)} layers' strides do not tile their input; PyTorch "
                      "floors the size (drops border pixels): "
                      + "; ".join(tracer.floored[:3]) + (f"; and {more} more" if more > 0 else ""))
+    if any(r.rf == "n/a" for r in rows):
+        notes.append("RF n/a: the receptive field is tracked over H x W grids only; it is not "
+                     "for layers after a 1-D conv / interpolation or a grid_sample / unfold")
     return Profile(
         model=name,
         input_size=input_size,

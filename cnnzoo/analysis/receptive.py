@@ -5,25 +5,52 @@ A conv or pool with kernel k, stride s, dilation d maps (rf, jump) to
 takes the largest field of its inputs, so branching networks (Inception, ResNet, DenseNet)
 get the field of their widest path. An op that collapses the spatial grid (global pooling,
 flatten before a fully-connected layer) sees the whole feature map.
+
+Upsampling (transposed conv, interpolate, pixel shuffle, adaptive pooling with uneven bins)
+breaks that closed form: how many coarse pixels a window of fine pixels touches depends on
+how it falls on the coarse grid. From the first such op on, a tensor's field is kept as a
+small graph and evaluated top-down (Araujo et al. 2019, Distill): a window of r outputs of
+a conv reads s (r - 1) + (k - 1) d + 1 inputs; of a transposed conv,
+floor((r - 1 + (k - 1) d) / s) + 1; of an interpolation with `taps` inputs per output
+(nearest 1, bilinear 2, bicubic 4) and q input pixels per output pixel, ceil((r - 1) q) + taps;
+merges take the largest. That is the worst case over alignments, an upper bound that is
+exact for a single path. The jump is then a fraction (1/2 after a 2x upsampling).
+
+The field is tracked over H and W only: 1-D convs and interpolations (a sequence, no H x W
+grid) and ops that move pixels arbitrarily (grid_sample, unfold) make it "n/a"; 3-D convs
+and pools contribute their H x W part (their depth axis is also LRN's channel window).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import torch
 
+# Ops whose output pixels depend on input pixels in a data- or layout-dependent way.
+UNTRACKED_OPS = {"grid_sampler_2d", "grid_sampler_3d", "im2col", "col2im"}
+
 
 class RF(NamedTuple):
-    """Receptive field (pixels of the input) and effective stride, per axis (H, W)."""
+    """Receptive field (pixels of the input) and effective stride, per axis (H, W).
 
-    rf_h: int = 1
-    rf_w: int = 1
-    jump_h: int = 1
-    jump_w: int = 1
+    Values are ints, or Fractions after upsampling. RF.NA (all zero) means "not tracked".
+    """
+
+    rf_h: int | Fraction = 1
+    rf_w: int | Fraction = 1
+    jump_h: int | Fraction = 1
+    jump_w: int | Fraction = 1
+
+    @property
+    def na(self) -> bool:
+        return self.rf_h == 0
 
     def after(self, kernel, stride, dilation=(1, 1)) -> RF:
+        if self.na:
+            return self
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         return RF(
             self.rf_h + (kh - 1) * dh * self.jump_h,
@@ -38,19 +65,123 @@ class RF(NamedTuple):
 
     @property
     def rf(self) -> int | str:
-        return self.rf_h if self.rf_h == self.rf_w else f"{self.rf_h}x{self.rf_w}"
+        if self.na:
+            return "n/a"
+        h, w = math.ceil(self.rf_h), math.ceil(self.rf_w)
+        return h if h == w else f"{h}x{w}"
 
     @property
     def jump(self) -> int | str:
-        return self.jump_h if self.jump_h == self.jump_w else f"{self.jump_h}x{self.jump_w}"
+        if self.na:
+            return "n/a"
+        h, w = _num(self.jump_h), _num(self.jump_w)
+        return h if h == w else f"{h}x{w}"
 
 
-def merge(fields) -> RF:
+RF.NA = RF(0, 0, 0, 0)
+
+
+def _num(v) -> int | str:
+    """An int, or "1/2" for a fractional stride (JSON-safe)."""
+    v = Fraction(v)
+    return v.numerator if v.denominator == 1 else str(v)
+
+
+class Node:
+    """A field after upsampling: evaluated top-down, per axis, for a window of r outputs."""
+
+    def __init__(self, kind: str, parents: list, params: tuple, jump: tuple):
+        self.kind, self.parents, self.params = kind, parents, params  # params per axis
+        self.jump_h, self.jump_w = jump
+        self.memo: dict[tuple[int, int], int] = {}
+
+    na = False
+
+    def _request(self, axis: int, r: int) -> int:
+        """How many positions of the parent(s) a window of r positions here reads."""
+        p = self.params[axis]
+        if self.kind == "window":
+            k, s, d = p
+            return s * (r - 1) + (k - 1) * d + 1
+        if self.kind == "transposed":
+            k, s, d = p
+            return (r - 1 + (k - 1) * d) // s + 1
+        if self.kind == "resample":
+            q, taps = p
+            return math.ceil((r - 1) * q) + taps
+        if self.kind == "adaptive":
+            n, o = p
+            if r > o:  # wider than the map: continue at the mean bin distance
+                return n + math.ceil((r - o) * Fraction(n, o))
+            return max(-(-(i + r) * n // o) - i * n // o for i in range(o - r + 1))
+        if self.kind == "whole":
+            return p
+        return r  # merge
+
+    def extent(self, axis: int, r: int = 1) -> int:
+        """Input pixels a window of r positions of this tensor depends on (upper bound).
+        Iterative, so that a deep decoder does not hit Python's recursion limit."""
+        stack = [(self, r)]
+        while stack:
+            node, rr = stack[-1]
+            if (axis, rr) in node.memo:
+                stack.pop()
+                continue
+            need = node._request(axis, rr)
+            missing = [(q, need) for q in node.parents
+                       if isinstance(q, Node) and (axis, need) not in q.memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            node.memo[axis, rr] = max(_extent(q, axis, need) for q in node.parents)
+            stack.pop()
+        return self.memo[axis, r]
+
+    @property
+    def rf(self) -> int | str:
+        h, w = self.extent(0), self.extent(1)
+        return h if h == w else f"{h}x{w}"
+
+    @property
+    def jump(self) -> int | str:
+        h, w = _num(self.jump_h), _num(self.jump_w)
+        return h if h == w else f"{h}x{w}"
+
+    def after(self, kernel, stride, dilation=(1, 1)) -> Node:
+        return Node("window", [self], tuple(zip(kernel, stride, dilation)),
+                    (self.jump_h * stride[0], self.jump_w * stride[1]))
+
+    def whole(self, h: int, w: int) -> Node:
+        return Node("whole", [self], (h, w), (self.jump_h * h, self.jump_w * w))
+
+
+def _extent(field, axis: int, r: int) -> int:
+    if isinstance(field, Node):
+        return field.memo[axis, r]
+    rf, jump = (field.rf_h, field.jump_h) if axis == 0 else (field.rf_w, field.jump_w)
+    return math.ceil(rf + (r - 1) * jump)
+
+
+def merge(fields) -> RF | Node:
     """The field of an op combining tensors: the largest field and stride of its inputs."""
-    fields = list(fields)
+    fields = list({id(f): f for f in fields}.values())
     if not fields:
         return RF()
+    if any(f.na for f in fields):
+        return RF.NA
+    if len(fields) == 1:
+        return fields[0]
+    if any(isinstance(f, Node) for f in fields):
+        return Node("merge", fields, (None, None),
+                    (max(f.jump_h for f in fields), max(f.jump_w for f in fields)))
     return RF(*(max(f[i] for f in fields) for i in range(4)))
+
+
+def _upsampled(src, kind: str, params: tuple, scale: tuple) -> RF | Node:
+    """A field through an upsampling op (or one with uneven bins): a Node from here on."""
+    if src.na:
+        return src
+    return Node(kind, [src], params, (src.jump_h * scale[0], src.jump_w * scale[1]))
 
 
 def stacked_rf(layers) -> RF:
@@ -62,57 +193,117 @@ def stacked_rf(layers) -> RF:
     return out
 
 
-def _pair(v, default):
+class Window(NamedTuple):
+    """Sliding window of a conv/pool op, one entry per spatial axis (L, HW or DHW)."""
+
+    kind: str  # "conv", "pool", "adaptive" (bins from the sizes) or "transposed"
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    ceil_mode: bool = False
+
+
+def _ntuple(v, n: int, default) -> tuple[int, ...]:
     if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
         v = default
     if isinstance(v, (list, tuple)):
-        return (int(v[0]), int(v[-1]))
-    return (int(v), int(v))
+        return tuple(int(x) for x in v) if len(v) == n else (int(v[0]),) * n
+    return (int(v),) * n
 
 
-def window(func, args) -> tuple | None:
-    """(kernel, stride, padding, dilation, ceil_mode) of a 2-D conv/pool aten op, else None."""
-    name = func.__name__ if hasattr(func, "__name__") else str(func)
-    op = name.split(".")[0]
+def widest_bin(n: int, o: int) -> int:
+    """Widest bin of PyTorch's adaptive pooling of n values into o: bin i covers
+    [floor(i n / o), ceil((i + 1) n / o))."""
+    return max(-(-(i + 1) * n // o) - i * n // o for i in range(o))
+
+
+def _op(func) -> str:
+    return (func.__name__ if hasattr(func, "__name__") else str(func)).split(".")[0]
+
+
+def window(func, args) -> Window | None:
+    """The sliding window of a conv / pool / adaptive-pool aten op, else None."""
+    op = _op(func)
     x = args[0] if args else None
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+    if not isinstance(x, torch.Tensor) or x.ndim < 3:
         return None
+    n = x.ndim - 2  # spatial axes
     if op == "convolution":
         w = args[1]
-        if args[6] or w.ndim != 4:  # transposed or not 2-D
-            return None
-        return (tuple(w.shape[2:]), _pair(args[3], 1), _pair(args[4], 0), _pair(args[5], 1),
-                False)
-    if op in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d"):
-        k = _pair(args[1], 1)
-        s = _pair(args[2] if len(args) > 2 else None, k)
-        p = _pair(args[3] if len(args) > 3 else 0, 0)
-        if op == "avg_pool2d":
-            d, ceil = (1, 1), bool(args[4]) if len(args) > 4 else False
+        k = tuple(int(v) for v in w.shape[2:])
+        return Window("transposed" if args[6] else "conv", k, _ntuple(args[3], n, 1),
+                      _ntuple(args[4], n, 0), _ntuple(args[5], n, 1))
+    if op in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "max_pool3d",
+              "max_pool3d_with_indices", "avg_pool3d"):
+        k = _ntuple(args[1], n, 1)
+        s = _ntuple(args[2] if len(args) > 2 else None, n, k)
+        p = _ntuple(args[3] if len(args) > 3 else 0, n, 0)
+        if op.startswith("avg"):
+            d, ceil = (1,) * n, bool(args[4]) if len(args) > 4 else False
         else:
-            d = _pair(args[4] if len(args) > 4 else 1, 1)
+            d = _ntuple(args[4] if len(args) > 4 else 1, n, 1)
             ceil = bool(args[5]) if len(args) > 5 else False
-        return (k, s, p, d, ceil)
-    if op in ("_adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool2d"):
-        (h, w), (oh, ow) = x.shape[2:], _pair(args[1], 1)
-        # PyTorch's adaptive bins: stride n // o, widest bin ceil(n / o) (+1 if uneven)
-        k = tuple(math.ceil(n / o) + (n % o != 0) for n, o in ((h, oh), (w, ow)))
-        s = (max(h // oh, 1), max(w // ow, 1))
-        return (k, s, (0, 0), (1, 1), None)
+        return Window("pool", k, s, p, d, ceil)
+    if op in ("_adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool2d",
+              "_adaptive_avg_pool3d", "adaptive_max_pool3d", "adaptive_avg_pool3d"):
+        sizes, outs = [int(v) for v in x.shape[2:]], _ntuple(args[1], n, 1)
+        k = tuple(widest_bin(i, o) for i, o in zip(sizes, outs))
+        s = tuple(_frac(i, o) for i, o in zip(sizes, outs))  # mean distance between bins
+        return Window("adaptive", k, s, (0,) * n, (1,) * n)
     return None
 
 
-def propagate(func, args, inputs: list[tuple[torch.Tensor, RF]], out: torch.Tensor) -> RF:
-    """RF of `out` = func(*args) given the RFs of its tensor inputs."""
+def _frac(a: int, b: int) -> int | Fraction:
+    f = Fraction(a, b)
+    return f.numerator if f.denominator == 1 else f
+
+
+def _resample_taps(op: str) -> int | None:
+    """Input pixels each output of an interpolation reads (per axis); None if not tracked."""
+    if op.endswith("1d") or op.endswith("_aa"):  # no H x W grid / scale-dependent support
+        return None
+    if "nearest" in op:
+        return 1
+    return 4 if "bicubic" in op else 2
+
+
+def propagate(func, args, inputs: list[tuple[torch.Tensor, RF | Node]], out: torch.Tensor):
+    """Field (RF or Node) of `out` = func(*args) given the fields of its tensor inputs."""
     base = merge(rf for _, rf in inputs)
+    op = _op(func)
+    x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    src = merge(rf for t, rf in inputs if t is x)
     win = window(func, args)
     if win is not None:
-        kernel, stride, _, dilation, _ = win
-        return merge(rf for t, rf in inputs if t is args[0]).after(kernel, stride, dilation)
-    spatial = [t for t, _ in inputs if t.ndim >= 3]
-    if spatial:
-        h, w = spatial[0].shape[-2:]
+        if len(win.kernel) < 2 or src.na:
+            return RF.NA
+        k, s, d = win.kernel[-2:], win.stride[-2:], win.dilation[-2:]
+        if win.kind == "transposed" and s != (1, 1):
+            return _upsampled(src, "transposed", tuple(zip(k, s, d)),
+                              tuple(Fraction(1, v) for v in s))
+        if win.kind == "adaptive" and any(isinstance(v, Fraction) for v in s):
+            sizes, outs = x.shape[-2:], out.shape[-2:]
+            return _upsampled(src, "adaptive", tuple(zip(map(int, sizes), map(int, outs))), s)
+        return src.after(k, s, d)
+    if op in UNTRACKED_OPS:
+        return RF.NA
+    if op.startswith(("upsample_", "_upsample_")) and x is not None:
+        taps = _resample_taps(op)
+        if taps is None:
+            return RF.NA
+        q = tuple(Fraction(int(i), int(o)) for i, o in zip(x.shape[-2:], out.shape[-2:]))
+        return _upsampled(src, "resample", tuple((v, taps) for v in q), q)
+    if op == "pixel_shuffle":  # r x r outputs per input pixel
+        q = Fraction(1, int(args[1]))
+        return _upsampled(src, "resample", ((q, 1), (q, 1)), (q, q))
+    if op == "pixel_unshuffle":  # an r x r block per output, like a k=r, s=r window
+        r = int(args[1])
+        return src.after((r, r), (r, r))
+    maps = [(t, rf) for t, rf in inputs if t.ndim >= 4]  # tensors with an H x W grid
+    if maps:
+        h, w = maps[0][0].shape[-2:]
         collapsed = out.ndim < 3 or (tuple(out.shape[-2:]) == (1, 1) and h * w > 1)
         if collapsed:  # mean over H, W or flatten before an FC layer: sees everything
-            return merge(rf.whole(*t.shape[-2:]) for t, rf in inputs if t.ndim >= 3)
+            return merge(rf if rf.na else rf.whole(*t.shape[-2:]) for t, rf in maps)
     return base

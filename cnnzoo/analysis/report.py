@@ -69,7 +69,8 @@ def format_profile(p: Profile, batch: int = 1, optimizer: str = "momentum",
         f"FLOPs / image    {p.flops:,} ({human(p.flops)} = 2 x MACs)",
         f"activations      {p.activations:,} values = {human(p.activation_bytes, 'B')} per image "
         "(forward, every layer output needing new memory, input included)",
-        f"receptive field  {last.rf} px at the output, effective stride {last.jump}",
+        f"receptive field  {last.rf}{' px' if last.rf != 'n/a' else ''} at the output, "
+        f"effective stride {last.jump}",
         f"training memory  batch {batch}, {optimizer}: {human(mem['total'], 'B')} = weights "
         f"{human(mem['weights'], 'B')} + grads {human(mem['gradients'], 'B')} + optimizer "
         f"{human(mem['optimizer_state'], 'B')} + saved activations "

@@ -7,6 +7,7 @@ as `func` on the parsed namespace.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cnnzoo.errors import CnnzooError
@@ -42,7 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`cnnzoo models | head`): stop quietly, as a SIGPIPE'd program
+        # would. stdout goes to devnull so the interpreter's final flush cannot fail again
+        # (Python docs, "Note on SIGPIPE").
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+            pass
+        return 141  # 128 + SIGPIPE, what the shell reports for a program killed by it
     except (CnnzooError, UnknownModelError) as e:
         print(f"cnnzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
