@@ -2,8 +2,9 @@
 
 Trains a small network for a few dozen SGD steps with `build_loader` feeding augmented,
 normalised batches, with the background prefetch thread on and off, and reports
-loader.wait_time / total time. Fashion-MNIST (LeNet-5) is used when it is installed; the
-32x32x3 case uses the synthetic dataset (CIFAR-sized) with ResNet-20.
+loader.wait_time / total time: the median over `--repeats` interleaved runs (not the best:
+on a shared CPU the best run is an outlier). Fashion-MNIST (LeNet-5) is used when it is
+installed; the 32x32x3 case uses the synthetic dataset (CIFAR-sized) with ResNet-20.
 
 Run: .venv/bin/python benchmarks/bench_loader.py [--steps 40] [--batch 128] [--repeats 3]
 """
@@ -11,11 +12,13 @@ Run: .venv/bin/python benchmarks/bench_loader.py [--steps 40] [--batch 128] [--r
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from bench_augment import machine_info  # this folder is on sys.path when run as a script
 
 from cnnzoo.data import build_augment, build_loader, load_dataset
 from cnnzoo.errors import DataError
@@ -52,11 +55,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3,
-                    help="runs per setting, interleaved; the fastest is reported (shared CPU)")
+                    help="runs per setting, interleaved; the median is reported")
     args = ap.parse_args(argv)
     print(f"command: {' '.join([sys.executable.split('/')[-1], *sys.argv])}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.steps} timed steps\n")
+    print(machine_info())
+    print(f"batch {args.batch}, {args.steps} timed steps, median of {args.repeats} runs\n")
     try:
         fm = load_dataset("fashion-mnist", download=False)
     except DataError:
@@ -74,11 +77,13 @@ def main(argv=None) -> int:
                 runs[prefetch].append(_run(model_name, ds, spec, args.batch, args.steps,
                                            prefetch))
         for prefetch in (True, False):
-            step, frac = min(runs[prefetch])
+            step = statistics.median(r[0] for r in runs[prefetch])
+            frac = statistics.median(r[1] for r in runs[prefetch])
             if prefetch:
                 ok &= frac < 0.05
             print(f"| {model_name} | {ds.name} {'x'.join(map(str, ds.image_shape))} | `{spec}` "
                   f"| {'on' if prefetch else 'off'} | {step * 1e3:.1f} | {frac:.1%} |")
+    print(f"\nat the end: {machine_info().rsplit('; ', 1)[1]}")
     return 0 if ok else 1
 
 

@@ -7,7 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from cnnzoo.data import ArrayDataset, build_augment, pca_basis, tta_views
-from cnnzoo.data.augment import cutout, erase, flip, rotate
+from cnnzoo.data.augment import (
+    color,
+    cutout,
+    erase,
+    flip,
+    pca_lighting,
+    random_resized_crop,
+    rotate,
+    shear,
+    warp,
+)
 from cnnzoo.errors import DataError
 
 
@@ -177,3 +187,148 @@ def test_tta_views():
     assert torch.equal(v, x[:, :, 2:8, 2:8])
     with pytest.raises(DataError, match="unknown mode"):
         tta_views(x, "12crop")
+
+
+# --- Each op checked against what it must do (each test fails for a plausible breakage). ---
+
+
+def _coord_image(b, h, w):
+    """Channel 0 holds each pixel's column, channel 1 its row (in pixels), channel 2 zero:
+    bilinear resampling of a linear ramp is exact, so an op's output says where each output
+    pixel was sampled from."""
+    cols = torch.arange(w, dtype=torch.float32).expand(h, w)
+    rows = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    return torch.stack([cols, rows, torch.zeros(h, w)]).expand(b, 3, h, w).clone()
+
+
+def test_warp_zero_is_identity():
+    x = batch(b=4, h=20, w=20)
+    assert torch.allclose(warp(x, gen(), mag=0.0), x, atol=1e-5)
+
+
+def test_warp_is_a_small_smooth_local_displacement():
+    b, n, mag = 16, 48, 0.05
+    x = _coord_image(b, n, n)
+    y = warp(x, gen(1), mag=mag)
+    m = 6  # border pixels may be clamped (padding_mode="border"); look inside
+    d = (y - x)[:, :2, m:-m, m:-m]  # displacement in pixels, [B, 2, h, w]
+    assert d.abs().mean() > 0.1  # it moves pixels
+    assert d.abs().max() < 6 * mag * n / 2  # by a few knot standard deviations at most
+    # smooth: neighbouring pixels move nearly alike (per-pixel noise would differ by ~|d|) ...
+    for step in (d[..., 1:] - d[..., :-1], d[..., 1:, :] - d[..., :-1, :]):
+        assert step.abs().mean() < 0.2 * d.abs().mean()
+    # ... and local: the displacement varies across the image, not one global shift
+    assert (d.flatten(2).std(2) > 0.2 * d.abs().mean()).float().mean() > 0.8
+    assert not torch.allclose(d[0], d[1])  # and per image
+
+
+def _fit_slope(img):
+    """Column of the brightest pixel in each row -> slope d(column)/d(row) (least squares)."""
+    rows = torch.arange(img.shape[0], dtype=torch.float32)
+    cols = (img * torch.arange(img.shape[1])).sum(1) / img.sum(1)  # intensity centroid
+    r, c = rows - rows.mean(), cols - cols.mean()
+    return float((r * c).sum() / (r * r).sum())
+
+
+def test_shear_slants_a_vertical_line():
+    b, n, deg = 32, 33, 20.0
+    x = torch.zeros(b, 1, n, n)
+    x[:, :, :, n // 2] = 1.0  # a vertical line through the middle
+    y = shear(x, gen(2), deg)
+    slopes = torch.tensor([_fit_slope(y[i, 0, 6:-6]) for i in range(b)])
+    t = math.tan(math.radians(deg))
+    assert slopes.abs().max() <= t + 0.02  # at most the largest shear
+    assert slopes.max() > 0.5 * t and slopes.min() < -0.5 * t  # both ways, clearly slanted
+    assert len(set(slopes.round(decimals=3).tolist())) > b // 2  # a fresh angle per image
+    # horizontal shear: the line stays a straight line (every row still hit once)
+    assert (y[:, 0, 6:-6].sum(2) - 1).abs().max() < 1e-4
+
+
+def test_rotate_moves_a_marker_by_an_angle_within_range():
+    b, n, deg = 64, 32, 25.0
+    x = torch.zeros(b, 1, n, n)
+    x[:, :, 15:17, 26:28] = 1.0  # a 2x2 marker 11 px right of the centre (15.5, 15.5)
+    y = rotate(x, gen(3), deg)[:, 0]
+    ii = torch.arange(n, dtype=torch.float32)
+    mass = y.sum((1, 2))
+    cy = (y.sum(2) * ii).sum(1) / mass - 15.5
+    cx = (y.sum(1) * ii).sum(1) / mass - 15.5
+    angle = torch.rad2deg(torch.atan2(cy, cx))
+    assert torch.allclose(torch.hypot(cx, cy), torch.full((b,), 11.0), atol=0.3)  # rotated
+    assert angle.abs().max() <= deg + 1.0  # by at most DEG, either way
+    assert angle.max() > deg / 2 and angle.min() < -deg / 2 and angle.std() > deg / 3
+
+
+def _rrc_boxes(seed, min_scale=0.25, n=40, out=20, b=64):
+    """Each output's source box (x0, y0, width, height) in input pixels."""
+    y = random_resized_crop(_coord_image(b, n, n), gen(seed), min_scale, (out, out))
+    # output pixel centres span (out-1)/out of the box; the ramps give their source coords
+    w = (y[:, 0, :, -1] - y[:, 0, :, 0]).mean(1) * out / (out - 1)
+    h = (y[:, 1, -1, :] - y[:, 1, 0, :]).mean(1) * out / (out - 1)
+    x0 = y[:, 0, :, 0].mean(1) - w / (2 * out)
+    y0 = y[:, 1, 0, :].mean(1) - h / (2 * out)
+    return x0, y0, w, h
+
+
+def test_rrc_boxes_are_random_and_respect_scale_and_ratio():
+    n, min_scale = 40, 0.25
+    x0, y0, w, h = _rrc_boxes(0, min_scale, n)
+    area, ratio = w * h / n**2, w / h
+    assert area.min() >= min_scale - 0.01 and area.max() <= 1.0 + 1e-4
+    assert ratio.min() >= 3 / 4 - 0.01 and ratio.max() <= 4 / 3 + 0.01
+    assert area.min() < 0.4 and area.max() > 0.8  # the whole scale range is used
+    assert ratio.min() < 0.85 and ratio.max() > 1.15  # and the aspect range
+    tol = 0.51  # half a pixel: the ramps are sampled at pixel centres
+    assert x0.min() >= -tol and y0.min() >= -tol  # inside the image
+    assert (x0 + w).max() <= n + tol and (y0 + h).max() <= n + tol
+    assert len(set(x0.round().tolist())) > 5 and len(set(y0.round().tolist())) > 5
+    assert not torch.allclose(_rrc_boxes(1, min_scale, n)[2], w)  # the seed matters
+
+
+def test_pca_basis_eigval_is_the_std_along_each_component():
+    ds = _colored_dataset()
+    eigval, eigvec = pca_basis(ds)
+    x = ds.images.double().div(255).transpose(0, 1).reshape(3, -1)
+    variances = torch.linalg.eigvalsh(torch.cov(x)).flip(0)  # descending
+    assert torch.allclose(eigval.double() ** 2, variances, rtol=1e-3, atol=1e-7)
+    assert torch.allclose((x.T @ eigvec.double()).std(0), eigval.double(), rtol=1e-3)
+
+
+def test_pca_shift_std_along_each_component_is_s_times_eigval():
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen(4)))  # an orthonormal basis
+    eigval, s = torch.tensor([0.3, 0.1, 0.03]), 0.2
+    x = torch.rand(4000, 3, 2, 2, generator=gen(5))
+    d = pca_lighting(x, gen(6), s, eigval, q) - x
+    assert torch.allclose(d, d[:, :, :1, :1].expand_as(d), atol=1e-6)  # one shift per image
+    along = d[:, :, 0, 0] @ q  # the shift's coordinates on each component
+    assert torch.allclose(along.std(0), s * eigval, rtol=0.06)
+    assert along.mean(0).abs().max() < 3 * s * eigval[0] / 4000**0.5  # zero-mean
+    corr = torch.corrcoef(along.T)
+    assert (corr - torch.eye(3)).abs().max() < 0.06  # independent per component
+
+
+def test_erase_changes_exactly_one_rectangle():
+    b, n = 64, 20
+    x = batch(b=b, h=n, w=n)
+    y = erase(x, gen(7), p=1.0)
+    changed = y != x  # [B, C, H, W]
+    assert torch.equal(changed, changed[:, :1].expand_as(changed))  # all channels alike
+    areas, ratios = [], []
+    for i in range(b):
+        rows, cols = changed[i, 0].nonzero().T
+        bh, bw = int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+        assert bh * bw == len(rows), f"image {i}: changed pixels are not one filled rectangle"
+        areas.append(bh * bw / n**2)
+        ratios.append(bh / bw)
+    assert 0.02 - 0.01 <= min(areas) and max(areas) <= 0.4 + 0.06  # area 0.02..0.4 (rounded)
+    assert max(areas) > 0.2 and min(areas) < 0.1
+    assert min(ratios) >= 0.3 / 1.5 and max(ratios) <= 3.3 * 1.5  # aspect 0.3..3.3 (rounded)
+
+
+def test_color_shift_differs_per_channel():
+    s = 0.2
+    x = batch(b=64)
+    d = (color(x, gen(8), s) - x)[:, :, 0, 0]  # [B, C]: one shift per image and channel
+    assert (d.std(1) > 0.02).float().mean() > 0.9  # channels shifted differently
+    assert d.min() < -0.7 * s and d.max() > 0.7 * s and d.abs().max() <= s + 1e-6
+    assert torch.corrcoef(d.T).sub(torch.eye(3)).abs().max() < 0.4  # independently

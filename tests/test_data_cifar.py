@@ -1,8 +1,10 @@
 """CIFAR archives: the real python-version layout, hostile pickles, escaping tar members."""
 
+import codecs
 import io
 import os
 import pickle
+import struct
 import tarfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from cnnzoo.data import load_dataset
+from cnnzoo.data.sources import cache_dir
 from cnnzoo.errors import DataError
 
 C10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -85,11 +88,133 @@ def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     root = tmp_path / "cifar10"
     make_cifar_tar(root / "cifar-10-python.tar.gz",
                    extra={"cifar-10-batches-py/data_batch_3": evil})
-    with pytest.raises(DataError, match=r"data_batch_3: unsafe or corrupt pickle: refused to "
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz: member 'cifar-10-batches-py/"
+                                        r"data_batch_3': unsafe or corrupt pickle: refused to "
                                         r"load global '(posix|os)\.system'"):
         load_dataset("cifar10", data_dir=tmp_path, download=False)
     assert not (tmp_path / "PWNED").exists()
     assert _leftovers(root) == []  # the freshly extracted folder was removed again
+
+
+class _Reduce:
+    """Pickles as an arbitrary call: (callable, args[, state])."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+_RECON = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own _reconstruct
+
+
+def _refused(tmp_path, blob, match, split="train", member="data_batch_1"):
+    """An archive whose `member` is `blob`: loading fails naming it; nothing left behind."""
+    root = tmp_path / "cifar10"
+    make_cifar_tar(root / "cifar-10-python.tar.gz",
+                   extra={f"cifar-10-batches-py/{member}": blob})
+    with pytest.raises(DataError, match=rf"member 'cifar-10-batches-py/{member}': {match}"):
+        load_dataset("cifar10", split, data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+@pytest.mark.parametrize("reduce,match", [
+    # numpy's _reconstruct with a shape it never writes: a bare MemoryError before.
+    ((_RECON, (np.ndarray, (1 << 40,), b"b")),
+     r"unsafe or corrupt pickle: refused _reconstruct\(\(1099511627776,\)"),
+    # numpy.ndarray called as a constructor, allocating whatever shape it is given.
+    ((np.ndarray, ((1 << 40,),)),
+     "unsafe or corrupt pickle: refused to call numpy.ndarray directly"),
+    # an allowed _reconstruct, then __setstate__ with an absurd shape.
+    ((_RECON, (np.ndarray, (0,), b"b"), (1, (1 << 62, 8), np.dtype("u1"), False, b"\0" * 6)),
+     "corrupt or hostile pickle: asks for an array too large for memory"),
+    # _codecs.encode with any codec but latin1 (e.g. one that decompresses).
+    ((codecs.encode, ("abc", "rot13")),
+     r"unsafe or corrupt pickle: refused _codecs.encode\(\.\., 'rot13'\)"),
+    ((codecs.encode, (b"x" * 10, "zlib_codec")),
+     r"unsafe or corrupt pickle: refused _codecs.encode\(\.\., 'zlib_codec'\)"),
+])
+def test_hostile_numpy_and_codecs_calls_are_refused(tmp_path, reduce, match):
+    blob = pickle.dumps({b"data": _Reduce(*reduce), b"labels": [0]}, protocol=2)
+    _refused(tmp_path, blob, match)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    blob = pickle.dumps({b"data": np.array([1, "x"], dtype=object), b"labels": [0]}, protocol=2)
+    _refused(tmp_path, blob, r"unsafe or corrupt pickle: refused dtype\('O'\) \(only plain")
+
+
+def test_negative_label_is_reported_as_is(tmp_path):
+    blob = pickle.dumps({b"data": np.zeros((3, 3072), np.uint8), b"labels": [4, -3, 12]},
+                        protocol=2)
+    _refused(tmp_path, blob, r"label -3 \(at index 1\) out of range 0\.\.9", split="test",
+             member="test_batch")
+
+
+def test_float_labels_are_refused(tmp_path):
+    blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.5, 2.0]},
+                        protocol=2)
+    _refused(tmp_path, blob, r"b'labels' are not integers \(got float64\)")
+
+
+def test_bad_batch_of_the_other_split_never_reaches_the_cache(tmp_path, monkeypatch):
+    """The archive sits in the user cache; its test_batch is hostile. Loading the *train*
+    split fails naming that member, and the cache holds only the archive afterwards."""
+    monkeypatch.chdir(tmp_path)
+    folder = cache_dir() / "cifar10"
+    evil = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    make_cifar_tar(folder / "cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": evil})
+    with pytest.raises(DataError, match=r"cifar10/cifar-10-python.tar.gz: member "
+                                        r"'cifar-10-batches-py/test_batch': unsafe"):
+        load_dataset("cifar10", "train", download=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["cifar-10-python.tar.gz"]
+    assert not (tmp_path / "PWNED").exists()
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes every str and bytes as Python 2's cPickle wrote its `str` (BINSTRING), as in
+    the published CIFAR batches; with encoding="bytes" they all load as bytes."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_str8(self, obj):
+        data = obj.encode("latin1") if isinstance(obj, str) else obj
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = _save_str8
+    dispatch[bytes] = _save_str8
+
+
+def test_python2_style_batches_load(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump({"batch_label": "testing batch 1 of 1", "data": data,
+                                       "labels": [7, 0, 9], "filenames": ["a.png"] * 3})
+    blob = buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"_codecs" not in blob and b"X" not in blob[:3]
+    make_cifar_tar(tmp_path / "cifar10/cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": blob})
+    ds = load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert ds.labels.tolist() == [7, 0, 9]
+    assert torch.equal(ds.images, torch.from_numpy(data.reshape(3, 3, 32, 32)))
+
+
+def test_protocol5_batches_load(tmp_path):
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    blob = pickle.dumps({b"data": data, b"labels": np.array([1, 2])}, protocol=5)
+    assert b"_frombuffer" in blob
+    make_cifar_tar(tmp_path / "cifar10/cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": blob})
+    ds = load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert ds.labels.tolist() == [1, 2] and torch.equal(ds.images.flatten(1),
+                                                         torch.from_numpy(data))
 
 
 def test_truncated_pickle(tmp_path):
@@ -97,7 +222,8 @@ def test_truncated_pickle(tmp_path):
     blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
     make_cifar_tar(root / "cifar-10-python.tar.gz",
                    extra={"cifar-10-batches-py/test_batch": blob[:-40]})
-    with pytest.raises(DataError, match="test_batch: corrupt or truncated pickle"):
+    with pytest.raises(DataError, match="member 'cifar-10-batches-py/test_batch': corrupt or "
+                                        "truncated pickle"):
         load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
     assert _leftovers(root) == []
 
@@ -107,8 +233,10 @@ def test_wrong_layout_is_named(tmp_path):
     blob = pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=2)
     make_cifar_tar(root / "cifar-10-python.tar.gz",
                    extra={"cifar-10-batches-py/test_batch": blob})
-    with pytest.raises(DataError, match=r"test_batch: b'data' must be uint8 \[N, 3072\]"):
+    with pytest.raises(DataError, match=r"member 'cifar-10-batches-py/test_batch': b'data' "
+                                        r"must be uint8 \[N, 3072\], got uint8 \(2, 100\)"):
         load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "cifar-10-batches-py/../../evil.txt",
@@ -130,6 +258,17 @@ def test_archive_symlink_is_refused(tmp_path):
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     make_cifar_tar(root / "cifar-10-python.tar.gz", extra={"link": link})
     with pytest.raises(DataError, match="member 'cifar-10-batches-py/link' is a link"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+def test_archive_hardlink_is_refused(tmp_path):
+    root = tmp_path / "cifar10"
+    link = tarfile.TarInfo("cifar-10-batches-py/hard")
+    link.type, link.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    make_cifar_tar(root / "cifar-10-python.tar.gz", extra={"hard": link})
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz: member "
+                                        "'cifar-10-batches-py/hard' is a link"):
         load_dataset("cifar10", data_dir=tmp_path, download=False)
     assert _leftovers(root) == []
 

@@ -10,6 +10,7 @@ import torch
 
 from cnnzoo.data import load_dataset
 from cnnzoo.data.idx import read_idx
+from cnnzoo.data.sources import cache_dir
 from cnnzoo.errors import DataError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -52,50 +53,106 @@ def test_raw_ungzipped_idx_is_accepted(tmp_path):
     assert np.array_equal(read_idx(p), x)
 
 
-def _bad(tmp_path, name, content: bytes) -> Path:
-    p = tmp_path / name
+def _expect_bad(tmp_path, name, content: bytes, match: str):
+    """read_idx refuses the file with a message naming it, and writes nothing anywhere."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    p = folder / name
     p.write_bytes(content)
-    return p
+    with pytest.raises(DataError, match=match) as e:
+        read_idx(p)
+    assert str(p) in str(e.value)
+    assert list(folder.iterdir()) == [p] and p.read_bytes() == content
+    assert not any(cache_dir().rglob("*"))  # nothing cached
+    return e.value
 
 
 def test_truncated_gzip(tmp_path):
     good = gzip.compress(idx_bytes(np.zeros((10, 28, 28), np.uint8)) + b"")
-    p = _bad(tmp_path, "t.gz", good[: len(good) // 2])
-    with pytest.raises(DataError, match=r"t\.gz: truncated gzip"):
-        read_idx(p)
+    _expect_bad(tmp_path, "t.gz", good[: len(good) // 2], r"t\.gz: truncated gzip")
 
 
 def test_corrupt_gzip_crc(tmp_path):
     good = bytearray(gzip.compress(idx_bytes(np.zeros((4, 28, 28), np.uint8))))
     good[-6] ^= 0xFF  # flip a CRC byte in the trailer
-    with pytest.raises(DataError, match=r"c\.gz: corrupt gzip.*CRC"):
-        read_idx(_bad(tmp_path, "c.gz", bytes(good)))
+    _expect_bad(tmp_path, "c.gz", bytes(good), r"c\.gz: corrupt gzip.*CRC")
 
 
 def test_not_gzip_at_all(tmp_path):
-    with pytest.raises(DataError, match=r"n\.gz: not a gzip file"):
-        read_idx(_bad(tmp_path, "n.gz", b"hello world, no gzip here"))
+    _expect_bad(tmp_path, "n.gz", b"hello world, no gzip here", r"n\.gz: not a gzip file")
 
 
 def test_wrong_magic(tmp_path):
     raw = bytearray(idx_bytes(np.zeros((3, 28, 28), np.uint8)))
     raw[0:4] = b"\x50\x4b\x03\x04"  # a zip file's magic
-    with pytest.raises(DataError, match=r"m\.gz: bad IDX magic number 0x504b0304"):
-        read_idx(_bad(tmp_path, "m.gz", gzip.compress(bytes(raw))))
+    _expect_bad(tmp_path, "m.gz", gzip.compress(bytes(raw)),
+                r"m\.gz: bad IDX magic number 0x504b0304")
 
 
 def test_header_larger_than_file(tmp_path):
     raw = idx_bytes(np.zeros((3, 28, 28), np.uint8))
     raw = raw[:4] + struct.pack(">I", 60000) + raw[8:]  # claims 60000 images, holds 3
-    msg = r"h\.gz: IDX header says dims \(60000, 28, 28\).*truncated"
-    with pytest.raises(DataError, match=msg):
-        read_idx(_bad(tmp_path, "h.gz", gzip.compress(raw)))
+    _expect_bad(tmp_path, "h.gz", gzip.compress(raw),
+                r"h\.gz: IDX header says dims \(60000, 28, 28\).*truncated")
+
+
+def test_header_larger_than_data_within_gzip_bound(tmp_path):
+    # Claims 5 images, holds 3: small enough that only reading the data can tell.
+    raw = idx_bytes(np.zeros((3, 28, 28), np.uint8))
+    raw = raw[:4] + struct.pack(">I", 5) + raw[8:]
+    _expect_bad(tmp_path, "s.gz", gzip.compress(raw),
+                r"s\.gz: IDX header says dims \(5, 28, 28\) \(3936 bytes\) but the file "
+                r"holds only 2368 bytes \(truncated\)")
+
+
+def test_raw_file_size_checked_against_header(tmp_path):
+    raw = idx_bytes(np.zeros((3, 2, 2), np.uint8))
+    _expect_bad(tmp_path, "r-idx3-ubyte", raw[:-1],
+                r"r-idx3-ubyte: IDX header says dims \(3, 2, 2\) \(28 bytes\) but the file "
+                r"has 27 bytes \(truncated\)")
 
 
 def test_trailing_data(tmp_path):
     raw = idx_bytes(np.zeros((3, 2, 2), np.uint8)) + b"extra"
-    with pytest.raises(DataError, match="trailing data"):
-        read_idx(_bad(tmp_path, "x.gz", gzip.compress(raw)))
+    _expect_bad(tmp_path, "x.gz", gzip.compress(raw), r"x\.gz: .*\(trailing data\)")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_dims_whose_product_overflows_int64(tmp_path, gz):
+    # np.prod wraps these dims around to 2**32 (it looks like a plausible 4 GiB); the exact
+    # product is ~1.8e19 bytes, refused from the header alone.
+    raw = struct.pack(">BBBB4I", 0, 0, 0x08, 4, 65536, 42008576, 6700417, 1) + bytes(64)
+    _expect_bad(tmp_path, "o.gz" if gz else "o-idx4-ubyte", gzip.compress(raw) if gz else raw,
+                r"IDX header says dims \(65536, 42008576, 6700417, 1\) "
+                r"\(18446744078004518932 bytes\), more than the \d+-byte limit")
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    """A valid header for 10 images followed by 50 MB of zeros, compressed to ~50 kB: the
+    parser stops one byte past the header's size, it never holds the 50 MB."""
+    import tracemalloc
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    p = folder / "bomb.gz"
+    zeros = bytes(1 << 20)
+    with gzip.open(p, "wb") as z:
+        z.write(idx_bytes(np.zeros((10, 28, 28), np.uint8)))
+        for _ in range(50):
+            z.write(zeros)
+    del zeros
+    assert p.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"bomb\.gz: IDX header says dims \(10, 28, 28\) "
+                                            r"\(7856 bytes\) but the file holds more "
+                                            r"\(trailing data\)"):
+            read_idx(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"peak {peak} bytes: the bomb was inflated"
+    assert list(folder.iterdir()) == [p] and not any(cache_dir().rglob("*"))
 
 
 def test_label_count_mismatch_names_file(tmp_path):
@@ -104,6 +161,7 @@ def test_label_count_mismatch_names_file(tmp_path):
     (tmp_path / "mnist/train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(y)))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: 7 labels for 12 images"):
         load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert not any(cache_dir().rglob("*"))
 
 
 def test_bad_file_leaves_cache_untouched(tmp_path, monkeypatch):

@@ -80,6 +80,32 @@ def test_sharding_disjoint_covering_equal(n, world, drop_last):
     assert len({len(dl) for dl in loaders}) == 1
 
 
+@pytest.mark.parametrize("n,world", [(50, 4), (48, 3), (49, 2), (3, 4)])
+def test_eval_sharding_counts_every_sample_exactly_once(n, world):
+    shards = [shard_order(n, shuffle=False, seed=5, epoch=0, rank=r, world_size=world)
+              for r in range(world)]
+    allidx = torch.cat(shards).tolist()
+    assert sorted(allidx) == list(range(n))  # no duplicates, nothing missing
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    # what the ranks' loaders yield, summed as a DDP evaluation sums it
+    ds = tiny(n)
+    ds.labels = torch.arange(n)  # label = sample id
+    seen = []
+    for r in range(world):
+        dl = build_loader(ds, 4, shuffle=False, mean=None, std=None, device="cpu", rank=r,
+                          world_size=world)
+        ys = [y for _, y in dl]
+        assert len(ys) == len(dl)
+        seen += torch.cat(ys).tolist() if ys else []
+    assert sorted(seen) == list(range(n))
+
+
+def test_training_shards_stay_equal_when_n_below_world():
+    shards = [shard_order(3, shuffle=True, seed=0, epoch=0, rank=r, world_size=4)
+              for r in range(4)]
+    assert [len(s) for s in shards] == [1] * 4 and set(torch.cat(shards).tolist()) == {0, 1, 2}
+
+
 def test_bad_rank():
     with pytest.raises(DataError, match="rank 2 outside world_size 2"):
         build_loader(tiny(), 4, shuffle=True, mean=None, std=None, device="cpu", rank=2,

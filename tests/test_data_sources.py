@@ -98,8 +98,9 @@ def test_interrupted_download_leaves_nothing(server, monkeypatch):
     assert not (cache_dir() / "mnist").exists()
 
 
-def test_no_network_gives_one_clear_message(monkeypatch, tmp_path):
-    # A port nobody listens on, on this machine: the connection is refused at once.
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """MNIST's mirror is a port nobody listens on, on this machine: refused at once."""
     import socket
 
     s = socket.socket()
@@ -109,13 +110,35 @@ def test_no_network_gives_one_clear_message(monkeypatch, tmp_path):
     monkeypatch.setitem(sources.SOURCES, "mnist", Source(
         files=dict(sources.SOURCES["mnist"].files), mirrors=(f"http://127.0.0.1:{port}/",),
         system_dirs=(str(tmp_path / "nope"),), homepage="http://example.invalid/"))
+
+
+def test_no_network_gives_one_clear_message(offline, tmp_path):
     with pytest.raises(DataError) as e:
         load_dataset("mnist", data_dir=tmp_path / "mine")
     msg = str(e.value)
     assert "dataset 'mnist' not found" in msg
-    assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert ("missing files: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (none found)") in msg
+    assert f"put them in {cache_dir() / 'mnist'} (or pass --data-dir DIR" in msg
     assert str(tmp_path / "mine") in msg and str(cache_dir() / "mnist") in msg
     assert "download failed" in msg
+    assert not (cache_dir() / "mnist").exists()
+
+
+def test_no_network_names_only_the_missing_files(offline, tmp_path):
+    mine = tmp_path / "mine"
+    write_mnist(mine)
+    (mine / "t10k-images-idx3-ubyte.gz").unlink()
+    (mine / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", data_dir=mine)
+    msg = str(e.value)
+    missing = [line for line in msg.splitlines() if "missing files" in line]
+    assert missing == ["  missing files: train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+                       f"(in {mine}, which holds the other 2)"]
+    assert f"put them in {mine};" in msg
+    assert sorted(p.name for p in mine.iterdir()) == ["t10k-labels-idx1-ubyte.gz",
+                                                      "train-images-idx3-ubyte.gz"]
     assert not (cache_dir() / "mnist").exists()
 
 
@@ -144,14 +167,22 @@ def test_unknown_dataset():
 
 
 def test_md5_table_matches_published():
-    # Published values (torchvision's tables / the dataset pages), exactly as given.
-    assert sources.SOURCES["cifar10"].files == {
-        "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}
-    assert sources.SOURCES["cifar100"].files == {
-        "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"}
-    assert sources.SOURCES["fashion-mnist"].files["train-images-idx3-ubyte.gz"] == (
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d")
-    assert sources.SOURCES["mnist"].files["train-images-idx3-ubyte.gz"] == (
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873")
+    # Published values (torchvision's MNIST / FashionMNIST / CIFAR tables), all ten.
+    assert {name: src.files for name, src in sources.SOURCES.items()} == {
+        "mnist": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        "fashion-mnist": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        "cifar10": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        "cifar100": {"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"},
+    }
     assert Path("/usr/share/datasets/fashion-mnist") in [
         Path(p) for p in sources.SOURCES["fashion-mnist"].system_dirs]

@@ -13,7 +13,8 @@ local warping, colour shifting, AlexNet's PCA colour augmentation; plus cutout/e
   shear:DEG       horizontal shear by U(-DEG, DEG)
   warp[:MAG]      local warping: a smooth random displacement field of size MAG (0.05)
   color:S         per-image, per-channel additive shift U(-S, S)
-  pca[:S]         Krizhevsky et al. 2012, sec. 4.1: add sum_i a_i * l_i * p_i, a_i ~ N(0, S)
+  pca[:S]         Krizhevsky et al. 2012, sec. 4.1: add sum_i a_i * l_i * p_i, a_i ~ N(0, S),
+                  p_i the RGB covariance's eigenvectors, l_i the std along p_i (see pca_basis)
   cutout:S        zero (to the batch mean) a random SxS square (DeVries & Taylor 2017)
   erase[:P]       random erasing with probability P (0.5) (Zhong et al. 2017)
 """
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from cnnzoo.errors import DataError
 
-# fb.resnet.torch's ImageNet PCA (std along each component on the 0..1 scale), used for
+# fb.resnet.torch's ImageNet PCA (std along each component, 0..1 scale), used for
 # `pca` on 3-channel data when no training set is given.
 IMAGENET_EIGVAL = [0.2175, 0.0188, 0.0045]
 IMAGENET_EIGVEC = [
@@ -123,9 +124,15 @@ def color(x, g, s):
 
 
 def pca_basis(dataset, max_images: int = 10000, seed: int = 0):
-    """(eigval, eigvec) of the training set's per-pixel channel covariance (0..1 scale);
-    eigval holds the standard deviation along each principal component (sqrt of the
-    covariance eigenvalue), so the shift has the data's units, as in fb.resnet.torch."""
+    """(eigval, eigvec) of the training set's per-pixel channel covariance (0..1 scale),
+    largest first; eigval is the standard deviation along each component.
+
+    The paper calls l_i the covariance's "eigenvalue", but a_i * l_i is added to pixel
+    values, so l_i must be in pixel units: a variance would make the shift depend on the
+    pixel scale (255x larger on 0..255 than on 0..1); Krizhevsky's own data provider
+    (cuda-convnet2 convdata.py) multiplies the noise by `pca_stdevs`, i.e. sqrt(eigenvalue),
+    as fb.resnet.torch's ImageNet values do.
+    """
     imgs = dataset.images
     if len(imgs) > max_images:
         g = torch.Generator().manual_seed(seed)

@@ -7,8 +7,11 @@ then the same batched augmentation runs on the device.
 
 The order and augmentation randomness of epoch e come from (seed, e) only, so a run resumed
 at an epoch boundary sees exactly the batches it would have seen. With world_size > 1 each
-rank takes every world_size-th sample of the shared permutation: disjoint, equal length;
-the tail is padded by wrapping (drop_last=False, so every sample is seen) or cut (True).
+rank takes every world_size-th sample of the shared order, so the shards are disjoint:
+  - training (shuffle=True): equal length per rank (DDP steps in lockstep); the tail is
+    padded by wrapping (drop_last=False, so every sample is seen) or cut (drop_last=True);
+  - evaluation (shuffle=False, drop_last=False): no padding, every sample on exactly one
+    rank, shard lengths differ by at most one, so summed metrics count each image once.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _seed(*parts: int) -> int:
 
 
 def shard_order(n, *, shuffle, seed, epoch, rank=0, world_size=1, drop_last=False):
-    """This rank's sample indices for one epoch."""
+    """This rank's sample indices for one epoch (see the module doc for the padding rule)."""
     if not 0 <= rank < world_size:
         raise DataError(f"rank {rank} outside world_size {world_size}")
     if shuffle:
@@ -45,9 +48,10 @@ def shard_order(n, *, shuffle, seed, epoch, rank=0, world_size=1, drop_last=Fals
     if world_size > 1:
         if drop_last:
             order = order[: n // world_size * world_size]
-        else:
+        elif shuffle:  # training: equal shards for lockstep steps; eval is never padded
             total = math.ceil(n / world_size) * world_size
-            order = torch.cat([order, order[: total - n]]) if total > n else order
+            if n and total > n:
+                order = order[torch.arange(total) % n]  # wraps, even when n < world_size
         order = order[rank::world_size]
     return order
 

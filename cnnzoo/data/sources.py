@@ -160,13 +160,25 @@ def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT) -> Path:
 
 
 def _missing_message(name: str, data_dir, errors: list[str]) -> str:
+    """Which files are missing, from the most complete folder searched, and where to put
+    them (a dataset's files must all sit in one folder)."""
     src = SOURCES[name]
-    where = [str(d) for d in candidate_dirs(name, data_dir)]
+    dirs = candidate_dirs(name, data_dir)
+    missing = {d: [f for f in src.files if not _present(d, f, src)] for d in dirs}
+    best = min(dirs, key=lambda d: len(missing[d]))  # the first one on ties
+    have = len(src.files) - len(missing[best])
+    if have:
+        what = (f"  missing files: {', '.join(missing[best])} (in {best}, which holds the "
+                f"other {have})")
+        put = f"  put them in {best}"
+    else:
+        what = f"  missing files: {', '.join(src.files)} (none found)"
+        put = f"  put them in {cache_dir() / name} (or pass --data-dir DIR / set CNNZOO_DATA)"
     lines = [
         f"dataset '{name}' not found and could not be downloaded.",
-        f"  missing files: {', '.join(src.files)}",
-        f"  looked in: {', '.join(where)}",
-        f"  put the files in {cache_dir() / name} (or pass --data-dir DIR / set CNNZOO_DATA);",
+        what,
+        f"  looked in: {', '.join(str(d) for d in dirs)}",
+        f"{put};",
         f"  they are published at {src.mirrors[0]} (see {src.homepage})",
     ]
     if errors:
