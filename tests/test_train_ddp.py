@@ -17,18 +17,22 @@ ARGS = ["train", "lenet5", "--dataset", "synthetic", "--epochs", "2", "--batch-s
         "--augment", "", "--no-monitor", "--threads", "1", "--log-every", "5"]
 
 
-def run(cmd, out):
+# --standalone: torchrun picks a free port itself
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            "2", "-m", "cnnzoo"]
+
+
+def run(cmd, out, *extra, code=0):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run(cmd + ARGS + ["--out", str(out)], capture_output=True, text=True,
-                       timeout=240, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(cmd + ARGS + ["--out", str(out), *extra], capture_output=True,
+                       text=True, timeout=240, env=env)
+    assert r.returncode == code, r.stderr[-3000:]
     return r
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
     run([sys.executable, "-m", "cnnzoo"], tmp_path / "single")
-    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-             "--master_port", "29533", "-m", "cnnzoo"], tmp_path / "ddp")
+    r = run(TORCHRUN, tmp_path / "ddp")
     assert r.stderr.count("epoch 2/2") == 1  # only rank 0 reports
     a = load_file(str(tmp_path / "single" / "weights.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "weights.safetensors"))
@@ -45,3 +49,22 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     # train metrics are reduced over both ranks: the same images as the single process
     assert ea[-1]["train_loss"] == pytest.approx(eb[-1]["train_loss"], rel=1e-3)
     assert ea[-1]["train_acc"] == pytest.approx(eb[-1]["train_acc"], abs=2e-3)
+    # validation is sharded without padding: every image counted once, as in one process
+    assert ea[-1]["val_loss"] == pytest.approx(eb[-1]["val_loss"], rel=1e-5)
+    assert ea[-1]["val_acc"] == eb[-1]["val_acc"]
+
+
+def test_time_limit_stops_every_rank_at_the_same_step(tmp_path):
+    # each rank reads its own clock; unless they agree, one waits forever at a collective
+    out = tmp_path / "limit"
+    run(TORCHRUN, out, "--epochs", "500", "--time-limit", "3")
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert 0 < state["epoch"] < 500 and state["step"] > 0
+
+
+def test_unwritable_out_fails_cleanly_on_every_rank(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = run(TORCHRUN, f / "run", code=1)  # torchrun: a worker failed (each exits 2)
+    assert "cnnzoo train: error: --out" in r.stderr and "cannot write there" in r.stderr
+    assert "exitcode  : 2" in r.stderr and "exitcode  : -" not in r.stderr  # none killed

@@ -74,11 +74,12 @@ def test_sigkill_mid_epoch_leaves_a_complete_run(tmp_path):
     assert json.loads((out / "trainer_state.json").read_text())["epoch"] == state["epoch"] + 1
 
 
-def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_saves_a_checkpoint_before_exiting(tmp_path, signum):
     out = tmp_path / "run"
     proc = start(out)
     step = wait_mid_epoch(proc, out)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "interrupted: checkpoint saved at step" in err

@@ -69,16 +69,17 @@ def test_config_file_then_flags_override(tmp_path, monkeypatch):
         read_config_file(tmp_path / "bad.json")
 
 
-def test_yaml_config_needs_pyyaml_or_works(tmp_path):
+def test_yaml_config_file(tmp_path):
     f = tmp_path / "run.yaml"
-    f.write_text("model: lenet5\nlr: 0.3\n")
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
-        with pytest.raises(CnnzooError, match="PyYAML"):
-            read_config_file(f)
-    else:
-        assert read_config_file(f) == {"model": "lenet5", "lr": 0.3}
+    f.write_text("model: lenet5\nlr: 0.3\nbatch-size: 64\naugment: flip,crop:4\n")
+    assert read_config_file(f) == {"model": "lenet5", "lr": 0.3, "batch_size": 64,
+                                   "augment": "flip,crop:4"}
+    (tmp_path / "bad.yaml").write_text("model: [lenet5\n")
+    with pytest.raises(CnnzooError, match="bad.yaml: not valid YAML"):
+        read_config_file(tmp_path / "bad.yaml")
+    (tmp_path / "list.yml").write_text("- lenet5\n")
+    with pytest.raises(CnnzooError, match="list.yml: must hold a mapping"):
+        read_config_file(tmp_path / "list.yml")
 
 
 def cfg(**kw):

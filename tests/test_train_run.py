@@ -85,9 +85,33 @@ def test_resume_from_epoch_checkpoint_is_exact(tmp_path):
     assert res.epochs_done == 2
     a, b = weights(straight), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text()
-             .splitlines()]
-    assert steps == sorted(steps)  # no duplicated records after the resume
+    assert_no_duplicate_records(tmp_path / "b")
+
+
+def records(out):
+    def strict(c):
+        raise ValueError(f"not JSON: {c}")
+
+    return [json.loads(x, parse_constant=strict)
+            for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_no_duplicate_records(out):
+    for kind in ("step", "epoch"):
+        steps = [r["step"] for r in records(out) if r["kind"] == kind]
+        assert steps and all(a < b for a, b in zip(steps, steps[1:])), (kind, steps)
+
+
+def test_resume_before_the_first_checkpoint_starts_the_metrics_afresh(tmp_path):
+    out = tmp_path / "k"
+    train(tiny(out, epochs=1))
+    for name in ("trainer_state.safetensors", "trainer_state.json", "weights.safetensors",
+                 "best.safetensors"):  # as if killed before its first checkpoint
+        (out / name).unlink()
+    res = train(tiny(out, epochs=1, resume=True))
+    assert res.step == 9
+    assert_no_duplicate_records(out)
+    assert [r["step"] for r in records(out) if r["kind"] == "step"] == list(range(1, 10))
 
 
 def test_resume_mid_epoch_is_exact(run, tmp_path):
@@ -114,6 +138,100 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
         train(tiny(out, epochs=3, resume=True, lr=1e30, schedule="constant"))
     after = weights(out)  # the run's weights are still the last good ones
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_weights_that_break_at_an_epoch_end_are_never_saved(tmp_path):
+    # one batch per epoch: the update that breaks the model is the epoch's last, so only the
+    # validation pass can see it
+    out = tmp_path / "nanval"
+    with pytest.raises(TrainingDiverged, match=r"validation loss is (nan|inf) after step 1 "
+                                               r"\(end of epoch 1.*no checkpoint was saved"):
+        train(tiny(out, batch_size=288, lr=1e38, optimizer="sgd", schedule="constant"))
+    assert not (out / "weights.safetensors").exists()
+    assert not (out / "best.safetensors").exists()
+    records(out)  # strict JSON even though the loss blew up
+
+
+def test_weights_files_carry_the_run_description(run):
+    from safetensors import safe_open
+
+    from cnnzoo.data import load_dataset
+
+    _, out = run
+    train_split, _ = load_dataset("synthetic", "train", **DATA).split(0.1, seed=0)
+    for name in ("weights.safetensors", "best.safetensors"):
+        with safe_open(str(out / name), "pt") as f:
+            meta = json.loads(f.metadata()["cnnzoo"])
+        assert meta == json.loads((out / "config.json").read_text())
+        assert meta["mean"] == pytest.approx(train_split.channel_stats()[0])
+        assert meta["std"] == pytest.approx(train_split.channel_stats()[1])
+        assert meta["model"] == "lenet5" and len(meta["classes"]) == 10
+
+
+def test_resume_refuses_another_seed(run):
+    _, out = run
+    with pytest.raises(CheckpointError, match="trained seed 0, not 3"):
+        train(tiny(out, resume=True, seed=3))
+
+
+def test_plateau_divides_the_lr_when_val_accuracy_stalls(tmp_path):
+    # lr so small that nothing changes: every epoch is a plateau; patience 1
+    out = tmp_path / "plateau"
+    train(tiny(out, epochs=5, optimizer="sgd", lr=1e-12, schedule="plateau", patience=1,
+               gamma=0.1, augment=""))
+    lrs = [r["lr"] for r in records(out) if r["kind"] == "epoch"]
+    assert [lr / 1e-12 for lr in lrs] == pytest.approx([1, 1, 1, 0.1, 0.1])
+
+
+def test_checkpoint_every_saves_mid_epoch(tmp_path, monkeypatch):
+    from cnnzoo.train import checkpoint
+
+    saved, real = [], checkpoint.save_checkpoint
+    monkeypatch.setattr(checkpoint, "save_checkpoint",
+                        lambda out, sd, opt, state, **kw: (saved.append(state["step"]),
+                                                           real(out, sd, opt, state, **kw)))
+    train(tiny(tmp_path / "every", checkpoint_every=4))
+    assert saved == [4, 8, 9, 12, 16, 18]  # every 4 steps, and each epoch's end (9 steps)
+
+
+def test_progress_bar_on_a_tty_one_line_per_epoch_otherwise(tmp_path, capsys):
+    train(tiny(tmp_path / "quiet"))
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("epoch ")]
+    assert [x.split()[1] for x in lines] == ["1/2", "2/2"] and "\r" not in err
+    assert "img/s" in lines[0] and "val" in lines[0]
+    train(tiny(tmp_path / "bar", progress=True))
+    err = capsys.readouterr().err
+    assert "\r" in err and "img_s=" in err and "loss=" in err and "batch/s" in err
+
+
+def test_amp_runs_and_warns_where_bf16_is_emulated(tmp_path, capsys):
+    res = train(tiny(tmp_path / "amp", amp=True, epochs=1))
+    assert res.stopped == "done" and res.best_val_acc >= 0
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert ("without native bfloat16" in capsys.readouterr().err) == (not native)
+
+
+def test_pick_device(monkeypatch):
+    from cnnzoo.utils.device import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device().type == "cpu" and pick_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device().type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device().type == "cuda"
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model(tmp_path):
+    a = train(tiny(tmp_path / "eager", epochs=1, augment=""))
+    b = train(tiny(tmp_path / "compiled", epochs=1, augment="", compile=True))
+    assert b.step == a.step
+    wa, wb = weights(tmp_path / "eager"), weights(tmp_path / "compiled")
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-3, atol=1e-4) for k in wa)
 
 
 def test_nan_fresh_run(tmp_path):
@@ -152,3 +270,12 @@ def test_bad_resume_point_is_a_checkpoint_error(tmp_path):
         train(tiny(out, model="lenet5_1998", resume=True))
     with pytest.raises(CnnzooError, match="trained optimizer 'adamw', not 'sgd'"):
         train(tiny(out, optimizer="sgd", resume=True))
+
+
+def test_a_model_that_cannot_take_the_images_fails_before_training(tmp_path):
+    from cnnzoo.errors import ShapeError
+
+    out = tmp_path / "toosmall"
+    with pytest.raises(ShapeError, match="does not fit|too small"):
+        train(tiny(out, model="alexnet", model_kwargs={"small_input": False}))
+    assert not (out / "config.json").exists()

@@ -1,6 +1,6 @@
 """`cnnzoo train MODEL --dataset NAME ...`: train with the model's recipe, flags override.
 
-Precedence: flags > --config FILE (JSON, or YAML with PyYAML) > the recipe (recipes.py).
+Precedence: flags > --config FILE (JSON or YAML) > the recipe (recipes.py).
 Data-parallel: `torchrun --nproc_per_node N -m cnnzoo train ...`.
 """
 
@@ -55,7 +55,8 @@ def add_parsers(sub) -> None:
     r.add_argument("--device", help="cpu, cuda, mps or auto (default)")
     r.add_argument("--amp", action="store_const", const=True, help="mixed precision")
     r.add_argument("--channels-last", type=_bool, metavar="BOOL",
-                   help="NHWC memory format (default: on for CUDA)")
+                   help="NHWC memory format (default: on, except on MPS; faster on CPU "
+                   "as measured in BENCHMARKS.md)")
     r.add_argument("--compile", action="store_const", const=True, help="torch.compile")
     r.add_argument("--threads", type=positive_int, help="torch CPU threads")
     r.add_argument("--out", metavar="RUN", help="run folder (default runs/MODEL_DATASET)")

@@ -13,6 +13,7 @@ RUN/metrics.jsonl               appended live; cut back to the checkpoint on res
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -95,9 +96,16 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, meta: dict) 
 
 # --- the resume point ---------------------------------------------------------------------
 
-def save_checkpoint(run_dir: Path, model_sd: dict, opt, state: dict, *, best: bool) -> None:
-    """Write weights (+ best), then the resume point, then its JSON copy; each atomic."""
+def save_checkpoint(run_dir: Path, model_sd: dict, opt, state: dict, *, best: bool,
+                    run_config: dict | None = None) -> None:
+    """Write weights (+ best), then the resume point, then its JSON copy; each atomic.
+
+    The weights files carry `run_config` (model, classes, mean/std ...) in their metadata
+    under "cnnzoo", so one copied on its own still says what it holds.
+    """
     meta = {"step": str(state["step"]), "epoch": str(state["epoch"])}
+    if run_config is not None:
+        meta["cnnzoo"] = json.dumps(run_config)
     save_weights(run_dir / "weights.safetensors", model_sd, meta)
     if best:
         save_weights(run_dir / "best.safetensors", model_sd, meta)
@@ -161,13 +169,24 @@ class MetricsLog:
 
     def write(self, rec: dict) -> None:
         if self._f is not None:
-            self._f.write(json.dumps(rec) + "\n")
+            self._f.write(json.dumps(_finite(rec), allow_nan=False) + "\n")
             self._f.flush()
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def _finite(v):
+    """NaN/inf become null: strict JSON readers reject them (a diverged run logs them)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def truncate_metrics(path: Path, step: int) -> None:

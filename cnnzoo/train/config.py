@@ -105,22 +105,20 @@ class TrainConfig:
 
 
 def read_config_file(path: str | Path) -> dict:
-    """A run config as JSON, or YAML when PyYAML is installed. Keys are TrainConfig fields."""
+    """A run config as JSON or YAML (safe_load: data only). Keys are TrainConfig fields."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise CnnzooError(f"--config {path}: cannot read ({e.strerror or e})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise CnnzooError(f"--config {path}: YAML needs PyYAML (pip install pyyaml); "
-                              "or write the file as JSON") from None
+        import yaml
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise CnnzooError(f"--config {path}: not valid YAML ({e})") from None
+            why = " ".join(str(e).split())  # yaml's message spans lines; ours is one
+            raise CnnzooError(f"--config {path}: not valid YAML ({why})") from None
     else:
         try:
             data = json.loads(text)

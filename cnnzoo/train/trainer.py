@@ -131,6 +131,7 @@ class _Stop:
 
     def __init__(self):
         self.signum, self._old = None, {}
+        self.saving = False  # a second Ctrl-C must not tear a checkpoint write
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -139,7 +140,7 @@ class _Stop:
         return self
 
     def _handle(self, signum, _frame):
-        if self.signum is not None:  # a second Ctrl-C: stop now
+        if self.signum is not None and not self.saving:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.signum = signum
 
@@ -180,7 +181,9 @@ class Trainer:
         from cnnzoo.models.registry import create_model
 
         try:
-            model = create_model(cfg.model, num_classes=full.num_classes, in_chans=c, **self.kw)
+            # input_size: a model that cannot take these images fails here, naming the layer
+            model = create_model(cfg.model, num_classes=full.num_classes, in_chans=c,
+                                 input_size=(c, h, w), **self.kw)
         except TypeError as e:
             raise CnnzooError(f"{cfg.model}: {e}") from None
         self.channels_last = (cfg.channels_last if cfg.channels_last is not None
@@ -192,6 +195,14 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.opt = build_optimizer(cfg, self.model.parameters())
         self.num_classes = full.num_classes
+        # config.json, and the metadata of every weights file (so a weights file copied on
+        # its own still knows its model, classes and normalisation)
+        self.run_config = {
+            "model": cfg.model, "model_kwargs": self.kw, "num_classes": self.num_classes,
+            "in_chans": c, "input_size": self.input_size, "dataset": cfg.dataset,
+            "data_dir": cfg.data_dir, "dataset_kwargs": cfg.dataset_kwargs,
+            "classes": self.classes, "mean": self.mean, "std": self.std,
+            "train": cfg.to_dict(), "cnnzoo_version": cnnzoo.__version__}
 
         augment = build_augment(cfg.augment, image_size=(h, w), channels=c,
                                 pca_from=train_ds if "pca" in (cfg.augment or "") else None)
@@ -211,6 +222,10 @@ class Trainer:
         if cfg.amp:
             bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
             self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+            if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                # bf16 without AVX-512-bf16/AMX is emulated: 5-10x slower measured (AVX2 EPYC)
+                self._say("warning: --amp on a CPU without native bfloat16 runs much slower "
+                          "than float32; drop --amp here")
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
 
         # Loop state: everything here goes into the checkpoint.
@@ -220,11 +235,18 @@ class Trainer:
         self.saved_step = 0  # the last checkpoint's step (a NaN stop names it)
         self.warned: set[str] = set()
         self.warnings: list[str] = []
+        error = None
         if d.is_main:
-            self._prepare_folder()
-        dist.barrier(d)
+            try:
+                self._prepare_folder()
+            except CnnzooError as e:
+                error = e
+        if dist.any_rank(d, [error is not None], device)[0]:
+            raise error or CheckpointError(f"--out {self.out}: rank 0 could not prepare it")
         if cfg.resume and (self.out / ckpt.STATE).exists():
             self._load()
+        elif cfg.resume and d.is_main:  # killed before its first checkpoint: start afresh
+            ckpt.truncate_metrics(self.out / "metrics.jsonl", 0)
         self.log = ckpt.MetricsLog(self.out / "metrics.jsonl", enabled=d.is_main)
         self.tb = None
         if cfg.tensorboard and d.is_main:
@@ -250,12 +272,17 @@ class Trainer:
         run_config = ckpt.read_config(self.out)
         saved = TrainConfig.from_dict(run_config["train"], str(self.out / "config.json"))
         self.saved_kw = run_config.get("model_kwargs", {})
-        for k in ("model", "dataset", "optimizer"):
+        # what defines the run cannot change; a different --seed would reshuffle the data
+        fixed = ("model", "dataset", "optimizer") + (("seed",) if cfg.seed != 0 else ())
+        for k in fixed:
             if getattr(cfg, k) not in (None, getattr(saved, k)):
                 raise CheckpointError(f"--resume: {self.out} trained {k} {getattr(saved, k)!r},"
                                       f" not {getattr(cfg, k)!r}")
+        # runtime knobs: the resumed process may run them differently
         keep = ("resume", "device", "threads", "progress", "time_limit", "tensorboard",
-                "eval_test", "data_dir")
+                "eval_test", "data_dir", "amp", "compile")
+        if cfg.channels_last is not None:
+            keep += ("channels_last",)
         over = {k: getattr(cfg, k) for k in keep}
         over |= {k: getattr(cfg, k) for k in FIELDS if getattr(cfg, k) is not None}
         return dataclasses.replace(saved, **over)
@@ -264,19 +291,16 @@ class Trainer:
         n = sum(p.numel() * p.element_size() for p in self.model.parameters())
         ckpt.prepare_out_dir(self.out, need_bytes=6 * n + (16 << 20))
         ckpt.remove_stale_temp_files(self.out)
-        cfg = self.cfg
-        atomic_write_json(self.out / "config.json", {
-            "model": cfg.model, "model_kwargs": self.kw, "num_classes": self.num_classes,
-            "in_chans": self.input_size[0], "input_size": self.input_size,
-            "dataset": cfg.dataset, "data_dir": cfg.data_dir,
-            "dataset_kwargs": cfg.dataset_kwargs, "classes": self.classes,
-            "mean": self.mean, "std": self.std, "train": cfg.to_dict(),
-            "cnnzoo_version": cnnzoo.__version__})
+        atomic_write_json(self.out / "config.json", self.run_config)
 
     def _save(self, best: bool = False) -> None:
         if self.d.is_main:
-            ckpt.save_checkpoint(self.out, self.model.state_dict(), self.opt, self.state,
-                                 best=best)
+            self._stop.saving = True
+            try:
+                ckpt.save_checkpoint(self.out, self.model.state_dict(), self.opt, self.state,
+                                     best=best, run_config=self.run_config)
+            finally:
+                self._stop.saving = False
         self.saved_step = self.state["step"]
         dist.barrier(self.d)
 
@@ -342,6 +366,7 @@ class Trainer:
         stopped = "done"
         self.model.train()
         with _Stop() as stop:
+            self._stop = stop
             while st["epoch"] < cfg.epochs and stopped == "done":
                 stopped = self._epoch(n, stop)
         self.log.close()
@@ -371,14 +396,6 @@ class Trainer:
             with self._autocast():
                 loss, logits = self._loss(self.net(x), y)
             loss_v = loss.item()
-            bad_loss, stop_now = dist.any_rank(d, [not math.isfinite(loss_v),
-                                                   stop.signum is not None], self.device)
-            if bad_loss:
-                kept = (f"The last good checkpoint (step {self.saved_step}) is kept in "
-                        f"{self.out}" if self.saved_step else "No checkpoint was saved yet")
-                raise TrainingDiverged(
-                    f"loss is {loss_v} at step {st['step'] + 1} (epoch {epoch + 1}, batch "
-                    f"{i + 1}/{n}, lr {lr:.3g}); training stopped. {kept}; try a lower --lr")
             if ratio is not None and i == measure_at:
                 ratio.snapshot()
             self.opt.zero_grad(set_to_none=True)
@@ -392,12 +409,24 @@ class Trainer:
             self.scaler.update()
             if ratio is not None and i == measure_at:
                 ratios = ratio.ratios()
+            now = time_base + time.perf_counter() - t0
+            # One collective per step: every rank must stop at the same step, or the others
+            # wait forever at the next all-reduce. A bad loss's update is never saved.
+            bad_loss, stop_now, over_time = dist.any_rank(
+                d, [not math.isfinite(loss_v), stop.signum is not None,
+                    cfg.time_limit is not None and now >= cfg.time_limit], self.device)
+            if bad_loss:
+                kept = (f"The last good checkpoint (step {self.saved_step}) is kept in "
+                        f"{self.out}" if self.saved_step else "No checkpoint was saved yet")
+                raise TrainingDiverged(
+                    f"loss is {loss_v} at step {st['step'] + 1} (epoch {epoch + 1}, batch "
+                    f"{i + 1}/{n}, lr {lr:.3g}); training stopped. {kept}; try a lower --lr")
             st["step"] += 1
             st["batch"] = i + 1
             with torch.no_grad():
                 sums += torch.tensor([loss_v * len(y), float((logits.argmax(1) == y).sum()),
                                       len(y)], dtype=torch.float64)
-            st["train_time"] = time_base + time.perf_counter() - t0
+            st["train_time"] = now
             if bar is not None:
                 bar.update(1)
                 if i % 10 == 0:
@@ -406,7 +435,6 @@ class Trainer:
             if st["step"] % cfg.log_every == 0:
                 self._log({"kind": "step", "step": st["step"], "epoch": epoch + (i + 1) / n,
                            "loss": loss_v, "lr": lr, "time": st["train_time"]})
-            over_time = cfg.time_limit is not None and st["train_time"] >= cfg.time_limit
             mid = cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0
             if (stop_now or over_time or mid) and i + 1 < n:
                 st["sums"] = sums.tolist()
@@ -423,8 +451,10 @@ class Trainer:
             bar.close()
         self._end_epoch(epoch, sums, lr, ratios, grads, t0, time_base, wait0)
         over_time = cfg.time_limit is not None and st["train_time"] >= cfg.time_limit
-        if stop.signum is not None or over_time:
-            return "interrupted" if stop.signum is not None else "time_limit"
+        stop_now, over_time = dist.any_rank(d, [stop.signum is not None, over_time],
+                                            self.device)
+        if stop_now or over_time:
+            return "interrupted" if stop_now else "time_limit"
         return "done"
 
     def _end_epoch(self, epoch, sums, lr, ratios, grads, t0, time_base, wait0) -> None:
@@ -432,6 +462,14 @@ class Trainer:
         steps_time = time.perf_counter() - t0  # the training steps alone (images/s)
         loss_sum, correct, seen = dist.all_reduce_sum(self.d, sums.tolist(), self.device)
         val_loss, val_acc = self.evaluate(self.val_loader)
+        # The last step of an epoch can break the weights after its loss was checked: never
+        # save (or call "best") a model whose outputs are no longer finite.
+        if not math.isfinite(val_loss):
+            kept = (f"the last good checkpoint (step {self.saved_step}) is kept in {self.out}"
+                    if self.saved_step else "no checkpoint was saved yet")
+            raise TrainingDiverged(
+                f"validation loss is {val_loss} after step {st['step']} (end of epoch "
+                f"{epoch + 1}, lr {lr:.3g}); training stopped, {kept}; try a lower --lr")
         if val_acc > st["plateau_best"] + 1e-4:
             st["plateau_best"], st["plateau_bad"] = val_acc, 0
         else:
@@ -507,6 +545,7 @@ class Trainer:
                               world_size=self.d.world_size, channels_last=self.channels_last)
         _, acc = self.evaluate(loader)
         if self.d.is_main:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(f'{{"kind": "test", "step": {self.state["step"]}, "test_acc": {acc}}}\n')
+            log = ckpt.MetricsLog(self.out / "metrics.jsonl")
+            log.write({"kind": "test", "step": self.state["step"], "test_acc": acc})
+            log.close()
         return acc
