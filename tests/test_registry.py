@@ -158,3 +158,15 @@ def test_cli_info_unknown_model_exits_2(capsys):
     assert main(["info", "vgg61"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnzoo info: error: unknown model 'vgg61'") and "vgg16" in err
+
+
+def test_info_prints_the_resolved_training_recipes(capsys):
+    assert main(["info", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    small = next(x for x in out.splitlines() if x.startswith("train, 28-64 px data:"))
+    big = next(x for x in out.splitlines() if x.startswith("train, larger images:"))
+    assert "optimizer='sgd'" in small and "lr=0.1" in small and "milestones=[15, 23]" in small
+    assert "epochs=30" in small and "epochs=164" in big
+    assert "step_size" not in small and "patience" not in small  # unused by a step schedule
+    assert main(["info", "lenet5"]) == 0
+    assert "momentum" not in capsys.readouterr().out.split("train, 28-64")[1]  # AdamW

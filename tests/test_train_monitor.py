@@ -32,11 +32,12 @@ def test_vanishing_activations_and_dead_relus_are_reported():
     var, zeros = activation_stats(net, torch.randn(128, 64))
     assert var["0"] > 1e-5 and var["15"] < 1e-12  # variance collapses with depth
     assert zeros["17"] == 1.0
-    msgs = dict(health_warnings({"a.weight": 1e-5, "b.weight": 0.5, "c.weight": 1e-3}, var,
-                                zeros))
+    msgs = dict(health_warnings({"a.weight": 1e-5, "b.weight": 0.05, "c.weight": 1e-3,
+                                 "d.weight": 1e-2}, var, zeros))
     assert "learning rate too low" in msgs["a.weight:low"]
     assert "learning rate too high" in msgs["b.weight:high"]
     assert "c.weight:low" not in msgs and "c.weight:high" not in msgs
+    assert "d.weight:high" not in msgs  # "within a relatively healthy limit" (the slide)
     assert "activations vanish" in msgs["15:var"] and "dead ReLU" in msgs["17:dead"]
     assert "a.weight:low" not in dict(health_warnings({"a.weight": 1e-5}, {}, {},
                                                       annealing=True))

@@ -114,3 +114,18 @@ def test_builder_knobs_from_recipe_and_data():
     le = TrainConfig(model="lenet5", dropout=0.3).resolved("lenet", small=True)
     with pytest.raises(CnnzooError, match="--dropout: lenet5 has no dropout layer"):
         model_kwargs(le, True, model_info("lenet5"), (28, 28))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg11", "resnet18", "googlenet", "nin"])
+def test_default_recipes_start_learning_without_diverging(tmp_path, name):
+    # The lectures' recipes at their own lr (AlexNet's diverged at step 9 when the classifier
+    # was initialised with fan_out); a few real steps on small RGB images.
+    from cnnzoo.train import train
+
+    res = train(TrainConfig(model=name, dataset="synthetic", epochs=1, out=str(tmp_path / name),
+                            dataset_kwargs={"num_samples": 512, "channels": 3, "size": 32},
+                            threads=2, progress=False, monitor=False, log_every=1))
+    assert res.step == 3 and math.isfinite(res.best_val_acc)  # 460 images / batch 128
+    recs = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if r["kind"] == "step"]
+    assert len(losses) == 3 and all(math.isfinite(v) and v < 5 for v in losses), losses

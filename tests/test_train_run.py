@@ -36,7 +36,7 @@ def test_run_folder_is_complete(run):
                                                                    "epoch_002.png"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "lenet5" and cfg["input_size"] == [1, 28, 28]
-    assert cfg["num_classes"] == 10 and len(cfg["mean"]) == 1 and cfg["train"]["lr"] == 3e-3
+    assert cfg["num_classes"] == 10 and len(cfg["mean"]) == 1 and cfg["train"]["lr"] == 1e-2
     assert cfg["train"]["optimizer"] == "adamw"  # the lenet recipe, resolved and saved
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["epoch"] == 2 and state["step"] == res.step == 2 * (288 // 32)

@@ -35,15 +35,17 @@ def _zoo_table() -> None:
     print(f"== the zoo: {len(names)} networks in {len(families)} families "
           f"(`cnnzoo models` lists them all)\n")
     print(f"{'model':<14} {'year':>4} {'params':>9} {'MACs':>8} {'input':>10} "
-          f"{'ImageNet top-5 err':>19}")
+          f"{'top-5 err (lectures)':>20} {'top-1 acc (ref)':>15}")
     for name in LANDMARKS:
         info = model_info(name)
         p = profile(name, training=False)
         err = "-" if info.top5_err is None else f"{info.top5_err:g}%"
+        acc = "-" if info.ref_top1_acc is None else f"{info.ref_top1_acc:.1f}%"
         size = "x".join(map(str, info.input_size))
         print(f"{name:<14} {info.year:>4} {p.params / 1e6:>8.2f}M {_si(p.macs):>8} "
-              f"{size:>10} {err:>19}")
-    print()
+              f"{size:>10} {err:>20} {acc:>15}")
+    print("(top-5: the ILSVRC entries the lectures quote; top-1: single-crop accuracy of "
+          "reference weights, `cnnzoo info NAME` names the source)\n")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import sys
 import torch
 
 from cnnzoo.models.registry import ModelInfo, create_model, list_models, model_info
+from cnnzoo.train.recipes import describe, recipe_for
 
 
 def count_params(info: ModelInfo) -> int:
@@ -82,8 +83,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     d["top1_err"], d["top5_err"] = _err(info.top1_err), _err(info.top5_err)
     d["small_input"] = d["small_input"] or "natively small (no special stem)"
     d["knobs"] = ", ".join(f"{k}={v!r}" for k, v in d["knobs"].items()) or "none"
+    if info.ref_top1_acc is not None:
+        d["ref_top1_acc"] = f"{info.ref_top1_acc:g}% single-crop top-1 ({info.ref_source})"
+    else:
+        d["ref_top1_acc"] = "-"
+    del d["ref_source"]
     for key, value in d.items():
         print(f"{key + ':':<13} {value}")
+    # The training recipe as `cnnzoo train` would resolve it (flags override any value).
+    for label, small in (("28-64 px data", True), ("larger images", False)):
+        print(f"{'train, ' + label + ':':<27} {describe(recipe_for(info.recipe, small))}")
     return 0
 
 

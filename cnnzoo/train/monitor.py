@@ -2,7 +2,8 @@
 
 - update / weight ratio per weight tensor: ||w_after - w_before|| / ||w_before|| over one
   optimizer step (the actual change, so momentum and Adam scaling count). About 1e-3 is
-  healthy; below 1e-4 the learning rate is too low, above 1e-2 too high.
+  healthy and the slide calls 1e-2 "within a relatively healthy limit"; below 1e-4 the
+  learning rate is too low, above 3e-2 too high (Adam's one-cycle peak sits near 1e-2).
 - activation variance per layer on a fixed probe batch (forward hooks): variance that
   collapses towards 0 with depth means vanishing activations (bad init); a ReLU layer whose
   outputs are > 99% zeros is dead.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-RATIO_LOW, RATIO_HIGH = 1e-4, 1e-2
+RATIO_LOW, RATIO_HIGH = 1e-4, 3e-2
 VAR_MIN, DEAD_FRACTION = 1e-6, 0.99
 _ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)
 
