@@ -116,6 +116,7 @@ def test_builder_knobs_from_recipe_and_data():
         model_kwargs(le, True, model_info("lenet5"), (28, 28))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["alexnet", "vgg11", "resnet18", "googlenet", "nin"])
 def test_default_recipes_start_learning_without_diverging(tmp_path, name):
     # The lectures' recipes at their own lr (AlexNet's diverged at step 9 when the classifier
