@@ -41,8 +41,10 @@ test-fast: $(DEVSTAMP) data
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check cnnzoo tests benchmarks
 
+# Each script prints the tables that BENCHMARKS.md records; run them on a quiet machine.
 bench: $(STAMP) data
-	$(BIN)/python benchmarks/run_all.py
+	for s in bench_augment bench_loader bench_memory_format bench_train; do \
+		$(BIN)/python benchmarks/$$s.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

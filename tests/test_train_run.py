@@ -123,6 +123,18 @@ def test_resume_mid_epoch_is_exact(run, tmp_path):
     assert res.step == 18 and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_time_limit_is_a_budget_eval_test_still_reports(tmp_path):
+    out = tmp_path / "budget"
+    assert train(tiny(out, epochs=1)).best_epoch == 1
+    res = train(tiny(out, epochs=3, resume=True, time_limit=1e-9, eval_test=True))
+    assert res.stopped == "time_limit" and res.step == 10
+    assert res.test_acc is not None and 0 <= res.test_acc <= 1
+    assert records(out)[-1] == {"kind": "test", "step": 10, "test_acc": res.test_acc}
+    # stopped before any epoch ended: nothing to test
+    res = train(tiny(tmp_path / "none", time_limit=1e-9, eval_test=True))
+    assert res.stopped == "time_limit" and res.test_acc is None
+
+
 def test_existing_run_needs_resume(run):
     _, out = run
     with pytest.raises(CheckpointError, match="already holds a run; pass --resume"):

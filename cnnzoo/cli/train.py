@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnzoo.cli.args import positive_int
+from cnnzoo.cli.args import knob, positive_int
 
 
 def _bool(s: str) -> bool:
@@ -29,6 +29,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", help="mnist, fashion-mnist (default), cifar10, cifar100, "
                    "synthetic")
     p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--knob", type=knob, action="append", metavar="KEY=VALUE",
+                   help="a builder option of the model, repeatable (e.g. --knob depth=16 "
+                   "--knob widen_factor=4; see `cnnzoo info MODEL`)")
     g = p.add_argument_group("recipe (default: the model's, see cnnzoo/train/recipes.py)")
     g.add_argument("--epochs", type=positive_int)
     g.add_argument("--batch-size", type=positive_int, help="global batch size")
@@ -84,6 +87,8 @@ def _train(args) -> int:
 
     base = read_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    if "knob" in flags:  # builder options add to (and override) the config file's
+        flags["model_kwargs"] = {**base.get("model_kwargs", {}), **dict(flags.pop("knob"))}
     merged = {**base, **flags}
     model = args.model or base.get("model")
     if not model:
@@ -92,7 +97,10 @@ def _train(args) -> int:
     res = train(TrainConfig.from_dict(merged, args.config or "flags"))
     print(f"run:            {res.run_dir}")
     print(f"epochs:         {res.epochs_done}  ({res.step} steps, {res.train_time:.1f} s)")
-    print(f"best val acc:   {res.best_val_acc:.2%}  (epoch {res.best_epoch})")
+    if res.best_epoch:
+        print(f"best val acc:   {res.best_val_acc:.2%}  (epoch {res.best_epoch})")
+    else:
+        print("best val acc:   - (no epoch finished yet)")
     if res.test_acc is not None:
         print(f"test acc:       {res.test_acc:.2%}  (best weights)")
     if res.stopped == "interrupted":

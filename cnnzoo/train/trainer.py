@@ -375,7 +375,8 @@ class Trainer:
         res = TrainResult(self.out, st["epoch"], st["step"], st["best_val_acc"],
                           st["best_epoch"], st["last_val_acc"], train_time=st["train_time"],
                           stopped=stopped, warnings=self.warnings)
-        if cfg.eval_test and stopped == "done":
+        # a time limit is a budget ("the best in 60 minutes"): test what it reached
+        if cfg.eval_test and stopped != "interrupted" and st["best_epoch"]:
             res.test_acc = self.test_accuracy()
         return res
 
