@@ -3,16 +3,19 @@
 (a) LeNet-5 with its default recipe on Fashion-MNIST: training wall time until the test
     accuracy first reaches 90%, and the best test accuracy (tested after every epoch, outside
     the timed part).
-(b) Throughput of the same architecture: cnnzoo's trainer vs a straightforward PyTorch loop
-    (per-sample Dataset + DataLoader, NCHW, no tricks), measured in one run.
+(b) Throughput of the same architecture at the same batch size: cnnzoo's trainer vs a
+    straightforward PyTorch loop (per-sample Dataset + DataLoader, NCHW, no tricks), measured
+    in one run, the loops interleaved; the median of --repeats rounds.
 
     .venv/bin/python benchmarks/bench_train.py [--epochs N] [--model lenet5] [--skip-a]
+        [--batch 256] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_augment import machine_info  # this folder is on sys.path when run as a script
 from PIL import Image
 
 from cnnzoo.data import build_loader, load_dataset
@@ -84,10 +88,12 @@ class PILPerSample(PerSample):
         return (t.float().div(255) - self.mean) / self.std, y
 
 
-def plain_loop_throughput(model_name, ds, mean, std, batch_size, steps, dataset_cls) -> float:
-    """images/s of the straightforward loop: DataLoader over a per-sample Dataset, Adam, NCHW."""
+def plain_loop_throughput(model_name, ds, mean, std, batch_size, seconds, dataset_cls) -> float:
+    """images/s of the straightforward loop: DataLoader over a per-sample Dataset, Adam, NCHW,
+    for `seconds` after 5 warm-up steps."""
     torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10, in_chans=1)
+    model = create_model(model_name, num_classes=ds.num_classes, in_chans=ds.image_shape[0],
+                         **_small(model_name, ds))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     dl = torch.utils.data.DataLoader(dataset_cls(ds, mean, std), batch_size=batch_size,
                                      shuffle=True)
@@ -100,18 +106,28 @@ def plain_loop_throughput(model_name, ds, mean, std, batch_size, steps, dataset_
         loss.backward()
         opt.step()
         n += len(y)
-        if i == steps + 5:
+        if t0 is not None and time.perf_counter() - t0 >= seconds:
             break
     return n / (time.perf_counter() - t0)
 
 
-def trainer_throughput(model_name, dataset, batch_size, epochs=1, amp=False) -> float:
+def _small(model_name, ds) -> dict:
+    from cnnzoo.models.registry import model_info
+
+    return {"small_input": True} if "small_input" in model_info(model_name).knobs else {}
+
+
+def trainer_throughput(model_name, dataset, batch_size, seconds) -> float:
+    """images/s of cnnzoo's trainer with the model's default recipe at `batch_size`
+    (augmentation, monitoring, channels_last as in a real run), from its step records: the
+    steps after the 5th (warm-up) of a run stopped by --time-limit `seconds`."""
     with tempfile.TemporaryDirectory() as out:
-        recs = []
-        train(TrainConfig(model=model_name, dataset=dataset, epochs=epochs, out=out,
-                          batch_size=batch_size, progress=False, monitor=False, amp=amp),
-              on_epoch=lambda rec, m: recs.append(rec))
-    return max(r["images_per_s"] for r in recs)
+        train(TrainConfig(model=model_name, dataset=dataset, epochs=1, out=out,
+                          batch_size=batch_size, progress=False, log_every=1,
+                          time_limit=seconds))
+        recs = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    t = [r["time"] for r in recs if r["kind"] == "step"]
+    return batch_size * (len(t) - 5) / (t[-1] - t[4])
 
 
 def main() -> None:
@@ -122,8 +138,12 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.90)
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
+    ap.add_argument("--throughput-models", default="lenet5,resnet20", metavar="M1,M2")
+    ap.add_argument("--batch", type=int, default=256, help="(b): the batch of every loop")
+    ap.add_argument("--seconds", type=float, default=8.0, help="(b): timed seconds per run")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(machine_info())
     rows = []
     if not args.skip_a:
         print(f"(a) {args.model}, default recipe, {args.dataset}:")
@@ -139,25 +159,34 @@ def main() -> None:
     if not args.skip_b:
         ds = load_dataset(args.dataset, "train")
         mean, std = ds.channel_stats()
-        bs = 128
-        pil = plain_loop_throughput(args.model, ds, mean, std, bs, 150, PILPerSample)
-        plain = plain_loop_throughput(args.model, ds, mean, std, bs, 150, PerSample)
-        ours = trainer_throughput(args.model, args.dataset, bs)
-        ours_bf16 = trainer_throughput(args.model, args.dataset, bs, amp=True)
-        rows.append((f"throughput, plain loop, torchvision-style PIL + ToTensor per sample "
-                     f"(batch {bs})", f"{pil:,.0f} img/s"))
-        rows.append((f"throughput, plain loop, uint8 tensor per sample (batch {bs})",
-                     f"{plain:,.0f} img/s"))
-        rows.append((f"throughput, cnnzoo trainer, fp32 (batch {bs})",
-                     f"{ours:,.0f} img/s ({ours / pil:.1f}x PIL loop, {ours / plain:.1f}x "
-                     f"tensor loop)"))
-        rows.append((f"throughput, cnnzoo trainer, --amp bf16 (batch {bs})",
-                     f"{ours_bf16:,.0f} img/s ({ours_bf16 / pil:.1f}x PIL loop, "
-                     f"{ours_bf16 / plain:.1f}x tensor loop)"))
+        for model in args.throughput_models.split(","):
+            bs, secs = args.batch, args.seconds
+            runs = {"pil": [], "tensor": [], "cnnzoo": []}
+            for _ in range(args.repeats):  # interleaved: machine drift hits all three alike
+                runs["pil"].append(plain_loop_throughput(model, ds, mean, std, bs, secs,
+                                                         PILPerSample))
+                runs["tensor"].append(plain_loop_throughput(model, ds, mean, std, bs, secs,
+                                                            PerSample))
+                runs["cnnzoo"].append(trainer_throughput(model, args.dataset, bs, secs))
+                print(f"  {model}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()),
+                      flush=True)
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            spread = {k: (max(v) - min(v)) / med[k] for k, v in runs.items()}
+            ours = med["cnnzoo"]
+            rows.append((f"{model}, plain loop: torchvision-style per-sample Dataset (uint8 -> "
+                         f"PIL -> ToTensor -> Normalize) + DataLoader, NCHW, Adam, batch {bs}",
+                         f"{med['pil']:,.0f} img/s (spread {spread['pil']:.0%})"))
+            rows.append((f"{model}, plain loop: per-sample Dataset over a uint8 tensor + "
+                         f"DataLoader, NCHW, Adam, batch {bs}",
+                         f"{med['tensor']:,.0f} img/s (spread {spread['tensor']:.0%})"))
+            rows.append((f"{model}, cnnzoo trainer, default recipe at batch {bs}",
+                         f"{ours:,.0f} img/s (spread {spread['cnnzoo']:.0%}): "
+                         f"{ours / med['pil']:.2f}x the PIL loop, {ours / med['tensor']:.2f}x "
+                         f"the tensor loop"))
     print("\n| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
-    print("\ncommand: .venv/bin/python benchmarks/bench_train.py")
+    print(f"\nat the end: {machine_info()}")
 
 
 if __name__ == "__main__":

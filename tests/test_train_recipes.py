@@ -69,6 +69,20 @@ def test_config_file_then_flags_override(tmp_path, monkeypatch):
         read_config_file(tmp_path / "bad.json")
 
 
+def test_knob_flags_become_builder_options(tmp_path, monkeypatch):
+    f = tmp_path / "run.yaml"
+    f.write_text("model: wrn\nmodel_kwargs: {depth: 16, dropout: 0.3}\n")
+    seen = {}
+    monkeypatch.setattr("cnnzoo.train.train", lambda cfg: seen.setdefault("cfg", cfg) and 1/0)
+    args = build_parser().parse_args(["train", "--config", str(f), "--knob", "depth=10",
+                                      "--knob", "widen_factor=2"])
+    with pytest.raises(ZeroDivisionError):
+        args.func(args)
+    assert seen["cfg"].model_kwargs == {"depth": 10, "dropout": 0.3, "widen_factor": 2}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "wrn", "--knob", "depth"])
+
+
 def test_yaml_config_file(tmp_path):
     f = tmp_path / "run.yaml"
     f.write_text("model: lenet5\nlr: 0.3\nbatch-size: 64\naugment: flip,crop:4\n")

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from cnnzoo.cli.args import positive_int
+from cnnzoo.cli.args import knob, positive_int
 from cnnzoo.errors import CnnzooError, ShapeError
-
-
-def knob(text: str) -> tuple[str, object]:
-    """argparse type for --knob key=value: the value as int, float, bool or str."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected key=value (e.g. dropout=0.2), got {text!r}")
-    raw = raw.strip()
-    if raw.lower() in ("true", "false"):
-        return key, raw.lower() == "true"
-    if "_" in raw:  # int("1_1") is 11 to Python; a value like "1_1" is meant as text
-        return key, raw
-    for cast in (int, float):
-        try:
-            return key, cast(raw)
-        except ValueError:
-            pass
-    return key, raw
 
 
 def _add_builder_options(p) -> None:
