@@ -89,6 +89,18 @@ def test_rotate_zero_is_identity_and_180_reverses():
     assert torch.allclose(_affine(x, theta), x.flip(2, 3), atol=1e-5)
 
 
+def test_rcrop_is_an_unpadded_window():
+    x = batch(b=32, h=9, w=9)
+    y = build_augment("rcrop:5", (9, 9))(x, gen(2))
+    offsets = set()
+    for i in range(32):
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if torch.equal(y[i], x[i, :, dy:dy + 5, dx:dx + 5])]
+        assert len(hits) == 1, f"sample {i} is not a 5x5 window of its image"
+        offsets |= set(hits)
+    assert len(offsets) > 8  # the window moves
+
+
 def test_rrc_and_rcrop_sizes():
     x = batch(b=4, h=40, w=40)
     assert build_augment("rrc:0.08", (24, 24))(x, gen()).shape == (4, 3, 24, 24)
@@ -106,11 +118,13 @@ def test_color_shift_is_constant_per_channel():
     assert d.abs().max() <= 0.2 + 1e-6 and d.abs().max() > 0.01
 
 
-def _colored_dataset(n=400):
-    """Pixels whose RGB covariance is known: colour = a * (1, 1, 1)/sqrt3 + small noise."""
+def _colored_dataset(n=400, axis=(1.0, 1.0, 1.0)):
+    """Pixels whose RGB covariance is known: colour varies along `axis` (default the grey
+    axis (1, 1, 1)/sqrt3), plus small noise."""
     g = gen(0)
     a = torch.rand(n, 1, 4, 4, generator=g)
-    x = a.expand(n, 3, 4, 4) + 0.02 * torch.randn(n, 3, 4, 4, generator=g)
+    x = 0.5 + (a - 0.5) * torch.tensor(axis).view(1, 3, 1, 1)
+    x = x + 0.02 * torch.randn(n, 3, 4, 4, generator=g)
     return ArrayDataset((x.clamp(0, 1) * 255).round().to(torch.uint8),
                         torch.zeros(n, dtype=torch.long), ["a"], "colored")
 
@@ -134,6 +148,21 @@ def test_pca_shift_lies_along_principal_components():
     coef = shift @ eigvec  # coordinates along the components = alpha_i * lambda_i
     # dominant component carries most of the shift
     assert coef[:, 0].abs().mean() > 5 * coef[:, 1:].abs().mean()
+
+
+def test_pca_from_uses_the_training_sets_own_basis():
+    """A training set whose colours vary along red-minus-green (not ImageNet's grey-ish
+    first component): the spec's `pca` shifts along that axis, sized by its own std."""
+    ds = _colored_dataset(axis=(1.0, -1.0, 0.0))
+    axis = torch.tensor([1.0, -1.0, 0.0]) / 2**0.5
+    s = 0.5
+    x = batch(b=512)
+    shift = (build_augment(f"pca:{s}", (8, 8), 3, pca_from=ds)(x, gen()) - x)[:, :, 0, 0]
+    cos = (shift @ axis).abs() / shift.norm(dim=1)
+    assert cos.median() > 0.95  # along the data's axis, not ImageNet's
+    std_along_axis = float(((ds.images.double() / 255).transpose(0, 1).flatten(1).T
+                            @ axis.double()).std())
+    assert (shift @ axis).std() == pytest.approx(s * std_along_axis, rel=0.15)
 
 
 def test_pca_needs_basis_for_grayscale():
@@ -178,6 +207,8 @@ def test_tta_views():
     v, n = tta_views(x, "10crop", crop=8)
     assert n == 10 and v.shape == (50, 3, 8, 8)
     assert torch.equal(v[0:5], x[:, :, :8, :8])  # top-left corner, views-major
+    assert torch.equal(v[5:10], x[:, :, :8, 2:])  # top-right
+    assert torch.equal(v[10:15], x[:, :, 2:, :8])  # bottom-left
     assert torch.equal(v[15:20], x[:, :, 2:, 2:])  # bottom-right
     assert torch.equal(v[20:25], x[:, :, 1:9, 1:9])  # centre
     assert torch.equal(v[25:30], x[:, :, :8, :8].flip(3))  # first mirrored view

@@ -1,6 +1,7 @@
 """CIFAR archives: the real python-version layout, hostile pickles, escaping tar members."""
 
 import codecs
+import errno
 import io
 import os
 import pickle
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnzoo.data import load_dataset
-from cnnzoo.data.sources import cache_dir
+from cnnzoo.data import cifar, load_dataset, sources
+from cnnzoo.data.sources import Source, cache_dir
 from cnnzoo.errors import DataError
 
 C10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -138,6 +139,110 @@ def _refused(tmp_path, blob, match, split="train", member="data_batch_1"):
 def test_hostile_numpy_and_codecs_calls_are_refused(tmp_path, reduce, match):
     blob = pickle.dumps({b"data": _Reduce(*reduce), b"labels": [0]}, protocol=2)
     _refused(tmp_path, blob, match)
+
+
+def test_build_on_the_ndarray_stand_in_is_refused(tmp_path):
+    # GLOBAL numpy.ndarray, then BUILD {'x': 1}: would set an attribute on a shared object.
+    blob = (b"\x80\x02}(C\x04datacnumpy\nndarray\n}X\x01\x00\x00\x00xK\x01sb"
+            b"C\x06labels]u.")
+    _refused(tmp_path, blob, "corrupt or truncated pickle: AttributeError")
+    assert not hasattr(cifar._NDARRAY, "x")
+
+
+@pytest.mark.parametrize("member,obj,match", [
+    ("data_batch_2", [1, 2], "expected a dict, got list"),
+    ("data_batch_2", {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1]},
+     r"b'labels' missing or not 3 labels"),
+    ("data_batch_2", {b"data": np.zeros((3, 3072), np.float32), b"labels": [0, 1, 2]},
+     r"b'data' must be uint8 \[N, 3072\], got float32 \(3, 3072\)"),
+    ("batches.meta", {b"label_names": b"airplane"},
+     "b'label_names' must be a list of class names"),
+])
+def test_bad_batch_layout_is_named(tmp_path, member, obj, match):
+    _refused(tmp_path, pickle.dumps(obj, protocol=2), match, member=member)
+
+
+def test_archive_without_the_batches_folder(tmp_path):
+    root = tmp_path / "cifar10"
+    root.mkdir()
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-python/readme.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz: no 'cifar-10-batches-py/' "
+                                        "folder inside"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert _leftovers(root) == []
+
+
+def _read_only(monkeypatch, folder: Path, code: int):
+    """Creating anything in `folder` fails with `code` (root ignores chmod, so fake it)."""
+    real = cifar.tempfile.mkdtemp
+
+    def mkdtemp(*args, dir=None, **kw):
+        if dir is not None and Path(dir) == folder:
+            raise OSError(code, os.strerror(code), str(dir))
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(cifar, "tempfile", type("T", (), {"mkdtemp": staticmethod(mkdtemp)}))
+    src = sources.SOURCES["cifar10"]
+    monkeypatch.setitem(sources.SOURCES, "cifar10", Source(
+        files=src.files, mirrors=src.mirrors, system_dirs=(str(folder),),
+        alternatives=src.alternatives))
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_read_only_system_folder_extracts_into_the_cache(tmp_path, monkeypatch, code):
+    system = tmp_path / "usr-share"
+    make_cifar_tar(system / "cifar-10-python.tar.gz")
+    _read_only(monkeypatch, system, code)
+    assert len(load_dataset("cifar10", "test", download=False)) == 4
+    assert sorted(p.name for p in system.iterdir()) == ["cifar-10-python.tar.gz"]
+    assert (cache_dir() / "cifar10/cifar-10-batches-py/data_batch_5").is_file()
+    assert len(load_dataset("cifar10", "train", download=False)) == 20  # reuses the cache
+
+
+def test_read_only_system_folder_with_a_bad_archive_leaves_no_cache_folder(tmp_path,
+                                                                         monkeypatch):
+    system = tmp_path / "usr-share"
+    evil = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    make_cifar_tar(system / "cifar-10-python.tar.gz",
+                   extra={"cifar-10-batches-py/test_batch": evil})
+    _read_only(monkeypatch, system, errno.EROFS)
+    with pytest.raises(DataError, match=rf"{system}/cifar-10-python.tar.gz: member "
+                                        "'cifar-10-batches-py/test_batch': unsafe"):
+        load_dataset("cifar10", download=False)
+    assert not (cache_dir() / "cifar10").exists()
+
+
+def test_unwritable_folder_for_another_reason_is_named(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share"
+    make_cifar_tar(system / "cifar-10-python.tar.gz")
+    _read_only(monkeypatch, system, errno.ENOSPC)
+    with pytest.raises(DataError, match=rf"{system}: cannot extract cifar-10-python.tar.gz "
+                                        "here: No space left on device"):
+        load_dataset("cifar10", download=False)
+    assert not (cache_dir() / "cifar10").exists()
+
+
+def test_concurrent_extraction_uses_the_first_finished_copy(tmp_path, monkeypatch):
+    """Two DDP ranks extract a fresh archive at once: the one renaming second finds the
+    other's validated folder in place and uses it instead of failing."""
+    root = tmp_path / "cifar10"
+    make_cifar_tar(root / "cifar-10-python.tar.gz")
+    real, other_rank = cifar.load_cifar, []
+
+    def load_while_another_rank_finishes(folder, name, split, shown=str):
+        if not other_rank:
+            other_rank.append(1)
+            cifar.extract(root / "cifar-10-python.tar.gz", root, name)  # it finishes first
+        return real(folder, name, split, shown)
+
+    monkeypatch.setattr(cifar, "load_cifar", load_while_another_rank_finishes)
+    assert cifar.extract(root / "cifar-10-python.tar.gz", root, "cifar10") == (
+        root / "cifar-10-batches-py")
+    assert _leftovers(root) == ["cifar-10-batches-py"]  # no temp folder of either
+    monkeypatch.undo()
+    assert len(load_dataset("cifar10", "test", data_dir=tmp_path, download=False)) == 4
 
 
 def test_object_arrays_are_refused(tmp_path):

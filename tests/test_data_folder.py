@@ -1,6 +1,8 @@
 """ImageFolder: Pillow decoding through a DataLoader; unreadable images skipped (default,
 with a warning naming the path) or fatal (on_error="raise")."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -43,6 +45,24 @@ def test_loader_batches_with_workers(tmp_path):
     assert len(dl) == 3 and [len(y) for _, y in got] == [4, 4, 2]
     assert sorted(torch.cat([y for _, y in got]).tolist()) == [0] * 5 + [1] * 5
     assert all(x.shape[1:] == (3, 16, 16) and x.dtype == torch.float32 for x, _ in got)
+
+
+class _PidFolder(ImageFolderDataset):
+    """Labels each image with the id of the process that decoded it."""
+
+    def __getitem__(self, i):
+        img, _, err = super().__getitem__(i)
+        return img, os.getpid(), err
+
+
+def test_images_are_decoded_in_worker_processes(tmp_path):
+    ds = _PidFolder(make_folder(tmp_path / "pets", bad=True), image_size=16)
+    dl = build_loader(ds, 4, shuffle=False, mean=None, std=None, device="cpu", num_workers=2)
+    with pytest.warns(UserWarning, match=r"skipped unreadable image .*dog/broken\.jpg"):
+        pids = set(torch.cat([y for _, y in dl]).tolist())
+    assert len(pids) == 2 and os.getpid() not in pids
+    default = build_loader(ds, 4, shuffle=False, mean=None, std=None, device="cpu")
+    assert default.num_workers >= 1  # workers unless asked otherwise
 
 
 def test_unreadable_image_is_skipped_with_its_path(tmp_path):

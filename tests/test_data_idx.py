@@ -82,11 +82,17 @@ def test_not_gzip_at_all(tmp_path):
     _expect_bad(tmp_path, "n.gz", b"hello world, no gzip here", r"n\.gz: not a gzip file")
 
 
-def test_wrong_magic(tmp_path):
+@pytest.mark.parametrize("magic", [
+    b"\x50\x4b\x03\x04",  # a zip file's magic
+    b"\x00\x00\x07\x03",  # an unknown type code
+    b"\x00\x00\x08\x00",  # no dimensions
+    b"\x00\x00\x08\x09",  # more dimensions than any IDX file has
+])
+def test_wrong_magic(tmp_path, magic):
     raw = bytearray(idx_bytes(np.zeros((3, 28, 28), np.uint8)))
-    raw[0:4] = b"\x50\x4b\x03\x04"  # a zip file's magic
+    raw[0:4] = magic
     _expect_bad(tmp_path, "m.gz", gzip.compress(bytes(raw)),
-                r"m\.gz: bad IDX magic number 0x504b0304")
+                rf"m\.gz: bad IDX magic number 0x{magic.hex()} \(not an IDX file\)")
 
 
 def test_header_larger_than_file(tmp_path):
@@ -160,6 +166,25 @@ def test_label_count_mismatch_names_file(tmp_path):
     y = np.zeros(7, np.uint8)  # 7 labels for 12 images
     (tmp_path / "mnist/train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(y)))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: 7 labels for 12 images"):
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert not any(cache_dir().rglob("*"))
+
+
+@pytest.mark.parametrize("fname,content,match", [
+    ("train-labels-idx1-ubyte.gz", idx_bytes(np.array([3, 10, 1] * 4, np.uint8)),
+     r"train-labels-idx1-ubyte.gz: label 10 out of range 0\.\.9"),
+    ("train-images-idx3-ubyte.gz", idx_bytes(np.zeros(12, np.uint8)),  # a labels file
+     r"train-images-idx3-ubyte.gz: expected uint8 images \[N,H,W\], got uint8 \(12,\)"),
+    ("train-labels-idx1-ubyte.gz", idx_bytes(np.zeros((12, 28, 28), np.uint8)),
+     r"train-labels-idx1-ubyte.gz: expected uint8 labels \[N\], got uint8 \(12, 28, 28\)"),
+    ("train-images-idx3-ubyte.gz", struct.pack(">BBBB3I", 0, 0, 0x0D, 3, 12, 2, 2)
+     + np.zeros((12, 2, 2), ">f4").tobytes(),
+     r"train-images-idx3-ubyte.gz: expected uint8 images \[N,H,W\], got float32"),
+])
+def test_valid_idx_with_the_wrong_content_is_named(tmp_path, fname, content, match):
+    write_mnist(tmp_path / "mnist")
+    (tmp_path / "mnist" / fname).write_bytes(gzip.compress(content))
+    with pytest.raises(DataError, match=match):
         load_dataset("mnist", data_dir=tmp_path, download=False)
     assert not any(cache_dir().rglob("*"))
 

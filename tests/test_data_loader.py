@@ -112,6 +112,22 @@ def test_bad_rank():
                      world_size=2)
 
 
+def test_augment_runs_on_whole_chunks_of_batches():
+    """No per-sample work: one augmentation call per chunk of `chunk` batches."""
+    calls = []
+
+    def record(x, g):
+        calls.append(tuple(x.shape))
+        return x
+
+    for prefetch in (False, True):
+        calls.clear()
+        dl = build_loader(tiny(100), 10, shuffle=True, augment=record, mean=None, std=None,
+                          device="cpu", chunk=4, prefetch=prefetch)
+        assert [len(y) for _, y in run_epoch(dl)] == [10] * 10
+        assert calls == [(40, 3, 8, 8), (40, 3, 8, 8), (20, 3, 8, 8)]
+
+
 def test_wait_time_counts_a_slow_producer():
     ds = tiny()
 

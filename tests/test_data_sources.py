@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_cifar import make_cifar_tar
 from test_data_idx import idx_bytes, write_mnist
 
 from cnnzoo.data import load_dataset, sources
@@ -24,7 +25,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if name not in self.files:
             self.send_error(404)
             return
-        body = self.files[name]
+        # A broken mirror under /bad/: "200 OK" with an HTML page instead of the file.
+        body = b"<html>moved</html>" if self.path.startswith("/bad/") else self.files[name]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -98,17 +100,81 @@ def test_interrupted_download_leaves_nothing(server, monkeypatch):
     assert not (cache_dir() / "mnist").exists()
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """MNIST's mirror is a port nobody listens on, on this machine: refused at once."""
+def test_next_mirror_after_a_dead_and_a_bad_one(server, monkeypatch):
+    handler, url = server
+    files = _tiny_mnist_files()
+    handler.files.update(files)
+    md5s = {k: hashlib.md5(v).hexdigest() for k, v in files.items()}
+    monkeypatch.setitem(sources.SOURCES, "mnist", Source(
+        files=md5s, mirrors=(_dead_url(), url + "bad/", url)))
+    assert len(load_dataset("mnist", "test")) == 3
+    folder = cache_dir() / "mnist"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)  # no temp files
+    assert all((folder / k).read_bytes() == v for k, v in files.items())
+
+
+def _serve_cifar(monkeypatch, handler, url, tmp_path, md5=None):
+    make_cifar_tar(tmp_path / "src" / "cifar-10-python.tar.gz")
+    blob = (tmp_path / "src" / "cifar-10-python.tar.gz").read_bytes()
+    handler.files["cifar-10-python.tar.gz"] = blob
+    src = sources.SOURCES["cifar10"]
+    monkeypatch.setitem(sources.SOURCES, "cifar10", Source(
+        files={"cifar-10-python.tar.gz": md5 or hashlib.md5(blob).hexdigest()},
+        mirrors=(url,), alternatives=src.alternatives))
+    return blob
+
+
+def test_cifar_download_verified_then_extracted_into_the_cache(server, monkeypatch, tmp_path):
+    handler, url = server
+    blob = _serve_cifar(monkeypatch, handler, url, tmp_path)
+    assert len(load_dataset("cifar10", "test")) == 4
+    folder = cache_dir() / "cifar10"
+    assert sorted(p.name for p in folder.iterdir()) == ["cifar-10-batches-py",
+                                                        "cifar-10-python.tar.gz"]
+    assert (folder / "cifar-10-python.tar.gz").read_bytes() == blob
+    handler.files.clear()  # the second split comes from the cache, not the server
+    assert len(load_dataset("cifar10", "train")) == 20
+
+
+def test_cifar_wrong_checksum_leaves_nothing(server, monkeypatch, tmp_path):
+    handler, url = server
+    _serve_cifar(monkeypatch, handler, url, tmp_path, md5="0" * 32)
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz: checksum mismatch \(md5 "
+                                        r"[0-9a-f]{32}, expected 0{32}\); discarded"):
+        load_dataset("cifar10")
+    assert not (cache_dir() / "cifar10").exists()
+
+
+def test_unwritable_cache_is_one_clear_message(server, monkeypatch, tmp_path):
+    handler, url = server
+    _serve(monkeypatch, handler, url, _tiny_mnist_files())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CNNZOO_CACHE", str(blocker / "cache"))  # cannot be created
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist")
+    msg = str(e.value)
+    assert "dataset 'mnist' not found" in msg and "download failed" in msg
+    assert str(blocker / "cache") in msg
+    assert blocker.read_text() == ""
+
+
+def _dead_url() -> str:
+    """A port nobody listens on, on this machine: connections are refused at once."""
     import socket
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """MNIST's only mirror is dead."""
     monkeypatch.setitem(sources.SOURCES, "mnist", Source(
-        files=dict(sources.SOURCES["mnist"].files), mirrors=(f"http://127.0.0.1:{port}/",),
+        files=dict(sources.SOURCES["mnist"].files), mirrors=(_dead_url(),),
         system_dirs=(str(tmp_path / "nope"),), homepage="http://example.invalid/"))
 
 
@@ -159,6 +225,11 @@ def test_system_folder_after_cache(tmp_path, monkeypatch):
     monkeypatch.setitem(sources.SOURCES, "mnist", Source(
         files=src.files, mirrors=src.mirrors, system_dirs=(str(tmp_path / "sys"),)))
     assert resolve("mnist", download_ok=False) == tmp_path / "sys"
+    write_mnist(cache_dir() / "mnist")
+    assert resolve("mnist", download_ok=False) == cache_dir() / "mnist"  # the cache first
+    write_mnist(tmp_path / "env" / "mnist")
+    monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "env"))
+    assert resolve("mnist", download_ok=False) == tmp_path / "env/mnist"
 
 
 def test_unknown_dataset():

@@ -10,6 +10,7 @@ and the folder is renamed into place only when all of it is valid.
 
 from __future__ import annotations
 
+import errno
 import io
 import pickle
 import shutil
@@ -43,6 +44,8 @@ LABEL_KEY = {"cifar10": b"labels", "cifar100": b"fine_labels"}
 
 class _NdarrayToken:
     """Stands for numpy.ndarray: only ever an argument of `_reconstruct`, never called."""
+
+    __slots__ = ()  # no __dict__: a pickle's BUILD cannot set attributes on this singleton
 
     def __call__(self, *args, **kwargs):
         raise pickle.UnpicklingError("refused to call numpy.ndarray directly")
@@ -211,10 +214,18 @@ def extract(archive: Path, dest_parent: Path, name: str) -> Path:
 
         for split in ("train", "test"):
             load_cifar(tmp / FOLDERS[name], name, split, shown)
-        (tmp / FOLDERS[name]).rename(target)
+        try:
+            (tmp / FOLDERS[name]).rename(target)
+        except OSError as e:
+            # Another process (a DDP rank) renamed its validated copy first: use that one.
+            if not target.is_dir():
+                raise DataError(f"{target}: cannot create: {e.strerror or e}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def cifar_folder(root: Path, name: str) -> Path:
@@ -224,20 +235,26 @@ def cifar_folder(root: Path, name: str) -> Path:
         return folder
     try:
         return extract(root / ARCHIVES[name], root, name)
-    except PermissionError:  # a read-only system folder: extract into the user cache
+    except OSError as e:  # a read-only system folder or mount: extract into the user cache
+        if e.errno not in _READ_ONLY:
+            raise DataError(f"{root}: cannot extract {ARCHIVES[name]} here: "
+                            f"{e.strerror or e}") from e
         from cnnzoo.data.sources import cache_dir
 
         dest = cache_dir() / name
         if (dest / FOLDERS[name]).is_dir():
             return dest / FOLDERS[name]
         created = not dest.exists()
-        dest.mkdir(parents=True, exist_ok=True)
         try:
+            dest.mkdir(parents=True, exist_ok=True)
             return extract(root / ARCHIVES[name], dest, name)
-        except DataError:
+        except (DataError, OSError) as e2:
             if created:
                 shutil.rmtree(dest, ignore_errors=True)  # no empty cache folder left
-            raise
+            if isinstance(e2, DataError):
+                raise
+            raise DataError(f"{dest}: cannot extract {ARCHIVES[name]} into the cache ({root} "
+                            f"is read-only): {e2.strerror or e2}") from e2
 
 
 def load_from_root(root: Path, name: str, split: str):

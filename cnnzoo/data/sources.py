@@ -139,10 +139,11 @@ def md5sum(path: Path) -> str:
 def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT) -> Path:
     """Fetch `url` to `dest` through a temp file; rename only when complete and md5-verified.
 
-    A failed, interrupted or mismatching download leaves nothing behind.
+    A failed, interrupted or mismatching download leaves nothing behind; so does a cache
+    folder that cannot be written (the error names it).
     """
-    with atomic_path(dest) as tmp:
-        try:
+    try:
+        with atomic_path(dest) as tmp:
             with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
                 expected = r.headers.get("Content-Length")
                 size = 0
@@ -151,11 +152,12 @@ def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT) -> Path:
                     size += len(chunk)
             if expected is not None and size != int(expected):
                 raise DataError(f"{url}: download interrupted ({size} of {expected} bytes)")
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            raise DataError(f"{url}: download failed: {e}") from e
-        got = md5sum(tmp)
-        if got != md5:
-            raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); discarded")
+            got = md5sum(tmp)
+            if got != md5:
+                raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); "
+                                "discarded")
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise DataError(f"{url}: download failed: {e}") from e
     return dest
 
 
