@@ -27,8 +27,12 @@ def add_parsers(sub) -> None:
         "(config.json, weights, trainer state, metrics.jsonl, first-layer filters).")
     p.add_argument("model", nargs="?", metavar="MODEL", help="zoo model (see `cnnzoo models`)")
     p.add_argument("--dataset", help="mnist, fashion-mnist (default), cifar10, cifar100, "
-                   "synthetic")
+                   "synthetic, or folder (your photos in --data-dir: DIR/<class>/*.jpg, or "
+                   "DIR/train/<class>/ + DIR/test/<class>/)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--image-size", type=positive_int, metavar="PIXELS",
+                   help="--dataset folder: resize + centre-crop photos to this (default: the "
+                   "model's input size)")
     p.add_argument("--knob", type=knob, action="append", metavar="KEY=VALUE",
                    help="a builder option of the model, repeatable (e.g. --knob depth=16 "
                    "--knob widen_factor=4; see `cnnzoo info MODEL`)")
@@ -89,6 +93,9 @@ def _train(args) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
     if "knob" in flags:  # builder options add to (and override) the config file's
         flags["model_kwargs"] = {**base.get("model_kwargs", {}), **dict(flags.pop("knob"))}
+    if "image_size" in flags:
+        size = flags.pop("image_size")
+        flags["dataset_kwargs"] = {**base.get("dataset_kwargs", {}), "image_size": [size, size]}
     merged = {**base, **flags}
     model = args.model or base.get("model")
     if not model:

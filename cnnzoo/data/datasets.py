@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cnnzoo.data import cifar, sources
+from cnnzoo.data.folder import ImageFolderDataset
 from cnnzoo.data.idx import load_idx_pair
 from cnnzoo.errors import DataError
 
@@ -16,7 +18,7 @@ FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic", "folder")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 
 
@@ -108,11 +110,37 @@ def _synthetic(split: str, num_samples: int | None = None, channels: int = 3, si
     return ArrayDataset(images, labels, [f"class{i}" for i in range(num_classes)], "synthetic")
 
 
+def folder_split_root(data_dir, split: str) -> Path:
+    """Where a split of a `folder` dataset lives: `data_dir/train` and `data_dir/test` (or
+    `val`) when `data_dir` has a train/ folder; otherwise `data_dir` itself, for either split
+    (a flat folder of training photos, or one of test photos given to `cnnzoo eval`)."""
+    if data_dir is None:
+        raise DataError("--dataset folder needs --data-dir PATH (PATH/<class>/*.jpg, or "
+                        "PATH/train/<class>/ and PATH/test/<class>/)")
+    root = Path(data_dir).expanduser()
+    if not (root / "train").is_dir():
+        return root
+    if split == "train":
+        return root / "train"
+    for sub in ("test", "val"):
+        if (root / sub).is_dir():
+            return root / sub
+    raise DataError(f"{root}: has a train/ folder but no test/ or val/ folder for the test split")
+
+
+def folder_has_test_split(data_dir) -> bool:
+    root = Path(data_dir).expanduser()
+    return (root / "train").is_dir() and any((root / s).is_dir() for s in ("test", "val"))
+
+
 def load_dataset(name: str, split: str = "train", data_dir=None, download: bool = True,
-                 **synthetic_kwargs) -> ArrayDataset:
+                 **kwargs) -> ArrayDataset | ImageFolderDataset:
     """Load a dataset split into memory, finding (or downloading) its files first.
 
     `synthetic` takes `num_samples`, `channels`, `size`, `num_classes`, `seed`.
+    `folder` (a user's photos under `data_dir`, see `folder_split_root`) takes `image_size`,
+    `channels`, `on_error` and `classes` (a trained run's, so labels keep their meaning) and
+    returns an ImageFolderDataset, decoded batch by batch rather than held in memory.
     """
     name = name.lower().replace("_", "-")
     name = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
@@ -120,10 +148,12 @@ def load_dataset(name: str, split: str = "train", data_dir=None, download: bool 
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got '{split}'")
     if name == "synthetic":
-        return _synthetic(split, **synthetic_kwargs)
+        return _synthetic(split, **kwargs)
+    if name == "folder":
+        return ImageFolderDataset(folder_split_root(data_dir, split), **kwargs)
     if name not in DATASETS:
         raise DataError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)}; "
-                        "for your own photos use ImageFolderDataset / --data-dir)")
+                        "for your own photos: --dataset folder --data-dir PATH)")
     root = sources.resolve(name, data_dir, download_ok=download)
     if name in ("mnist", "fashion-mnist"):
         p = _IDX_PREFIX[split]

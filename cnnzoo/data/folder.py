@@ -37,15 +37,22 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.on_error = on_error
         self.name = self.root.name
         if samples is None:
-            classes, samples = self._scan()
+            classes, samples = self._scan(classes)
         self.classes, self.samples = list(classes), list(samples)
         self.labels = torch.tensor([s[1] for s in self.samples], dtype=torch.int64)
 
-    def _scan(self):
+    def _scan(self, known: list[str] | None = None):
+        """Class folders, sorted; with `known` (a trained run's classes) labels follow that
+        list, and a folder outside it is an error (its images would get someone else's label)."""
         if not self.root.is_dir():
             raise DataError(f"{self.root}: image folder not found")
-        classes = sorted(d.name for d in self.root.iterdir() if d.is_dir()
-                         and not d.name.startswith("."))
+        found = sorted(d.name for d in self.root.iterdir() if d.is_dir()
+                       and not d.name.startswith("."))
+        classes = list(known) if known is not None else found
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise DataError(f"{self.root}: class folder(s) {', '.join(extra)} are not among "
+                            f"the {len(classes)} classes of the run")
         samples = []
         for label, c in enumerate(classes):
             for dirpath, _, files in sorted(os.walk(self.root / c)):
@@ -100,14 +107,19 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return (self.subset(perm[n_val:].sort().values),
                 self.subset(perm[:n_val].sort().values, f"{self.name}-val"))
 
-    def channel_stats(self, max_images: int = 500, seed: int = 0):
-        """Per-channel mean/std (0..1) from up to `max_images` images (unreadable ones skipped)."""
+    def sample_images(self, n: int, seed: int = 0) -> torch.Tensor:
+        """uint8 [<=n, C, H, W]: up to `n` readable images drawn at random (seeded)."""
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:max_images]
+        idx = torch.randperm(len(self), generator=g)[:n]
         imgs = [img for img, _, err in (self[int(i)] for i in idx) if not err]
         if not imgs:
-            raise DataError(f"{self.root}: no readable images to compute channel statistics")
-        x = torch.stack(imgs).to(torch.float64).div_(255).transpose(0, 1).flatten(1)
+            raise DataError(f"{self.root}: none of {len(idx)} images could be read")
+        return torch.stack(imgs)
+
+    def channel_stats(self, max_images: int = 500, seed: int = 0):
+        """Per-channel mean/std (0..1) from up to `max_images` images (unreadable ones skipped)."""
+        x = self.sample_images(max_images, seed).to(torch.float64).div_(255)
+        x = x.transpose(0, 1).flatten(1)
         return x.mean(1).tolist(), x.std(1, correction=0).tolist()
 
 

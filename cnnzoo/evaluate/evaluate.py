@@ -87,7 +87,7 @@ def predict_proba(models, loader, tta: str = "none") -> tuple[torch.Tensor, torc
 def check_dataset(ds, config: dict, run_dir: Path) -> None:
     """The test images must have the shape and class count the run was trained on."""
     want = list(config["input_size"])
-    got = list(ds.images.shape[1:])
+    got = list(ds.image_shape)
     if got != want:
         raise ShapeError(
             f"{ds.name} images are {got} [C,H,W] but the run in {run_dir} expects {want}"
@@ -126,7 +126,12 @@ def evaluate_run(
     model, config = load_run(run_dir, which=which, device=device)
     if dataset is None or isinstance(dataset, str):
         name = dataset or config["dataset"]
-        dataset = load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"))
+        kw = dict(config.get("dataset_kwargs") or {}) if name == config["dataset"] else {}
+        if name == "folder":  # labels by the run's class names, images at its input size
+            kw |= {"classes": config["classes"], "image_size": config["input_size"][1:],
+                   "channels": config["input_size"][0]}
+        dataset = load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"),
+                               **kw)
     check_dataset(dataset, config, run_dir)
 
     c = config["input_size"][0]

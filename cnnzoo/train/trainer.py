@@ -152,6 +152,7 @@ class _Stop:
 class Trainer:
     def __init__(self, cfg: TrainConfig, d: dist.Dist, device: torch.device, on_epoch=None):
         from cnnzoo.data import build_augment, build_loader, load_dataset
+        from cnnzoo.data.datasets import folder_has_test_split
         from cnnzoo.models.registry import UnknownModelError, model_info
 
         self.d, self.device, self.on_epoch = d, device, on_epoch
@@ -163,6 +164,13 @@ class Trainer:
         except UnknownModelError as e:
             raise CnnzooError(str(e)) from None
 
+        if cfg.dataset == "folder":  # a user's photos, decoded at the model's input size
+            cfg = dataclasses.replace(cfg, dataset_kwargs={
+                "image_size": list(info.input_size[1:]), "channels": info.input_size[0],
+                **cfg.dataset_kwargs})
+            if cfg.eval_test and not folder_has_test_split(cfg.data_dir):
+                raise CnnzooError(f"--eval-test: {cfg.data_dir} has no train/ and test/ (or "
+                                  "val/) folders, so there is no test split to report")
         full = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir, **cfg.dataset_kwargs)
         c, h, w = full.image_shape
         user_dropout = cfg.dropout is not None
@@ -216,7 +224,9 @@ class Trainer:
                               f"{len(train_ds)} training images")
         m = torch.tensor(self.mean).view(1, -1, 1, 1)
         s = torch.tensor(self.std).view(1, -1, 1, 1)
-        self.probe = ((val_ds.images[:256].float() / 255 - m) / s).to(device)
+        probe = (val_ds.images[:256] if hasattr(val_ds, "images")  # in memory, or decoded
+                 else val_ds.sample_images(64, seed=cfg.seed))
+        self.probe = ((probe.float() / 255 - m) / s).to(device)
 
         self.amp_dtype = None
         if cfg.amp:
@@ -538,8 +548,10 @@ class Trainer:
         """Accuracy of the best weights on the test split (written as a "test" record)."""
         from cnnzoo.data import build_loader, load_dataset
 
-        test = load_dataset(self.cfg.dataset, "test", data_dir=self.cfg.data_dir,
-                            **self.cfg.dataset_kwargs)
+        kw = dict(self.cfg.dataset_kwargs)
+        if self.cfg.dataset == "folder":
+            kw["classes"] = self.classes  # the test folders get the training labels
+        test = load_dataset(self.cfg.dataset, "test", data_dir=self.cfg.data_dir, **kw)
         self.model.load_state_dict(load_file(str(self.out / "best.safetensors")))
         loader = build_loader(test, 512, shuffle=False, mean=self.mean, std=self.std,
                               device=self.device, rank=self.d.rank,
