@@ -96,3 +96,21 @@ def test_split(tmp_path):
     assert len(val) == 3 and len(tr) == 7
     assert not {p for p, _ in tr.samples} & {p for p, _ in val.samples}
     assert [p for p, _ in ds.split(0.3, seed=0)[1].samples] == [p for p, _ in val.samples]
+
+
+def test_a_batch_of_only_unreadable_images(tmp_path):
+    root = tmp_path / "bad"
+    (root / "a").mkdir(parents=True)
+    for i in range(2):
+        (root / "a" / f"{i}.jpg").write_bytes(b"not a jpeg")
+    ds = ImageFolderDataset(root, image_size=8)
+    # one process: the empty batch is dropped (with the warning)
+    dl = build_loader(ds, 2, shuffle=False, mean=None, std=None, device="cpu", num_workers=0)
+    with pytest.warns(UserWarning, match="skipped unreadable image"):
+        assert list(dl) == []
+    # data-parallel: a rank one step short would hang the others, so it fails loudly
+    dl = build_loader(ds, 1, shuffle=True, mean=None, std=None, device="cpu", num_workers=0,
+                      rank=1, world_size=2)
+    with pytest.raises(DataError, match=r"rank 1: every image of batch 1 is unreadable"), \
+            pytest.warns(UserWarning):
+        list(dl)

@@ -231,6 +231,11 @@ class FolderLoader(_Loader):
                     warnings.warn(f"skipped unreadable image {errs[j]}", stacklevel=2)
             if bad:
                 keep = torch.tensor([j for j in range(len(errs)) if not errs[j]], dtype=torch.long)
+                if not len(keep) and self.world_size > 1:
+                    # skipping it would leave this rank one step short: the others would
+                    # wait for it at the next gradient all-reduce forever
+                    raise DataError(f"rank {self.rank}: every image of batch {i + 1} is "
+                                    f"unreadable, e.g. {errs[0]}")
                 xb, yb = xb[keep], yb[keep]
             item = self._finish(xb, yb, epoch, i)
             self.wait_time += time.perf_counter() - t0
