@@ -17,7 +17,8 @@ from cnnzoo.errors import ShapeError
 def test_seed_7x7_input_3x3_filter():
     assert conv_output_size(7, 3, stride=1) == 5
     assert conv_output_size(7, 3, stride=2) == 3
-    with pytest.raises(ShapeError, match=r"does not fit.*\(7 - 3 \+ 2\*0\)/3 \+ 1 = 2\.33"):
+    with pytest.raises(ShapeError, match=r"does not fit.*\(7 - 3 \+ 2\*0\)/3 \+ 1 = 2\.33 is not "
+                       r"an integer \(PyTorch floors it to 2\)"):
         conv_output_size(7, 3, stride=3)
 
 

@@ -1,6 +1,7 @@
 """`cnnzoo summary`, `compare`, `conv`: output, exit codes, bad input, the bubble chart."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -28,6 +29,21 @@ def test_summary_json_matches_the_api(capsys):
     assert d["training_memory"] == {"batch": 4, "optimizer": "adam",
                                     **p.training_memory(4, "adam")}
     assert [r["rf"] for r in d["layers"]] == [r.rf for r in p.layers]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_summary_dtype_changes_the_bytes_not_the_macs(dtype, capsys):
+    runs = {}
+    for d in ("float32", dtype):
+        assert main(["summary", "resnet18", "--json", "--dtype", d, "--batch", "8"]) == 0
+        runs[d] = json.loads(capsys.readouterr().out)
+    full, half = runs["float32"], runs[dtype]
+    assert half["dtype"] == dtype and half["macs"] == full["macs"]
+    assert half["param_bytes"] == 2 * half["params"] == full["param_bytes"] // 2
+    assert 2 * half["activation_bytes"] == full["activation_bytes"]
+    assert [2 * r["activation_bytes"] for r in half["layers"]] == [
+        r["activation_bytes"] for r in full["layers"]]
+    assert half["training_memory"]["total"] < 0.6 * full["training_memory"]["total"]
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -84,6 +100,17 @@ def test_compare_table_and_bubble_chart(tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_compare_json_parses_and_the_chart_note_goes_to_stderr(tmp_path, capsys):
+    assert main(["compare", "resnet18", "lenet5", "--json", "--plot",
+                 str(tmp_path / "c.png")]) == 0
+    cap = capsys.readouterr()
+    rows = json.loads(cap.out)
+    assert [(r["model"], r["params"], r["macs"]) for r in rows] == [
+        (n, profile(n).params, profile(n).macs) for n in ("resnet18", "lenet5")]
+    assert rows[0]["top1_acc"] == cnnzoo.model_info("resnet18").ref_top1_acc
+    assert "1 of 2 models plotted" in cap.err
+
+
 def test_compare_api_numbers_equal_the_summary():
     rows = compare(["vgg16", "resnet18"])
     for r in rows:
@@ -92,6 +119,49 @@ def test_compare_api_numbers_equal_the_summary():
         info = cnnzoo.model_info(r.model)
         assert r.top1_acc == getattr(info, "ref_top1_acc", None)
         assert r.lecture_top5_err == info.top5_err
+
+
+def test_compare_keeps_the_reference_top1_only_for_the_network_it_describes(tmp_path,
+                                                                            capsys):
+    """ImageNet top-1 at 224 says nothing about a 32x32 (or otherwise rebuilt) network."""
+    own, small, knob = (compare(["resnet18"], size, knobs=k)[0] for size, k in [
+        (None, None), ((3, 32, 32), None), (None, {"zero_init_residual": True})])
+    assert own.top1_acc == cnnzoo.model_info("resnet18").ref_top1_acc and own.top1_source
+    assert small.top1_acc is None and small.top1_source == "" and small.macs < own.macs
+    assert knob.top1_acc is None
+    assert main(["compare", "resnet18", "--input", "3x32x32", "--plot",
+                 str(tmp_path / "c.png")]) == 2
+    assert "at this input size and build" in capsys.readouterr().err
+
+
+def test_bubble_names_overlap_neither_each_other_nor_other_bubbles():
+    """GoogLeNet and ResNet-18 sit side by side (1.5 and 1.8 G-MACs, both 69.8%)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
+
+    from cnnzoo.analysis.compare import bubble_figure, bubbles
+
+    rows = compare(["googlenet", "resnet18", "vgg16", "alexnet", "squeezenet1_0"])
+    points, _ = bubbles(rows)
+    fig = bubble_figure(rows)
+    try:
+        (ax,) = fig.axes
+        renderer = fig.canvas.get_renderer()
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        assert sorted(boxes) == sorted(b.model for b in points)
+        circles = {}
+        for b in points:
+            x, y = ax.transData.transform((b.gmacs, b.top1_acc))
+            r = (b.area / math.pi) ** 0.5 * fig.dpi / 72
+            circles[b.model] = Bbox.from_extents(x - r, y - r, x + r, y + r)
+        for name, box in boxes.items():
+            assert not any(box.overlaps(o) for n, o in boxes.items() if n != name), name
+            assert not any(box.overlaps(c) for n, c in circles.items() if n != name), name
+        legend = ax.get_legend()
+        assert legend.get_title().get_text() == "parameters"
+        assert [t.get_text() for t in legend.get_texts()] == ["5M", "25M", "100M"]
+    finally:
+        plt.close(fig)
 
 
 class _WithReference:

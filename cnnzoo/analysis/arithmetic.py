@@ -24,8 +24,8 @@ def _axis(size, kernel, stride, padding, dilation, ceil_mode, strict) -> tuple[i
     formula = f"({size} - {k} + 2*{padding})/{stride} + 1 = {span / stride + 1:.2f}"
     if span < 0:
         return None, f"needs at least {k - 2 * padding} pixels ({formula} < 1)"
-    if strict and span % stride:
-        return None, f"{formula} is not an integer"
+    if strict and span % stride:  # say what PyTorch would make of it (it floors)
+        return None, f"{formula} is not an integer (PyTorch floors it to {span // stride + 1})"
     if ceil_mode:
         out = math.ceil(span / stride) + 1
         if (out - 1) * stride >= size + padding:  # PyTorch: last window must start inside

@@ -146,6 +146,8 @@ def _fmt_window(win, groups: int = 1) -> str:
         text += f" d{_join(win.dilation)}"
     if groups > 1:
         text += f" g{groups}"
+    if win.ceil_mode:  # the size is rounded up: (112 - 3)/2 + 1 = 55.5 -> 56
+        text += " ceil"
     return text + (" T" if win.kind == "transposed" else "")
 
 
@@ -350,12 +352,14 @@ def _trace(net: nn.Module, x: torch.Tensor, name: str) -> _Tracer:
     return tracer
 
 
-def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
-    """Bytes per image autograd saves for backward in a training-mode forward (no params).
+def _saved_bytes(model: nn.Module, x: torch.Tensor) -> tuple[int | None, str]:
+    """Bytes per image autograd saves for backward in a training-mode forward (no params),
+    or (None, why the training-mode forward fails).
 
     Runs at batch 2 (train-mode BatchNorm needs more than one value per channel) and halves.
     """
-    x = x.expand(2, *x.shape[1:])
+    # Not x.expand(2, ...): its storage holds one image, and the first layer saves its input.
+    x = torch.empty((2, *x.shape[1:]), device=x.device, dtype=x.dtype)
     params = {_storage_key(p) for p in model.parameters()}
     saved: dict[int, int] = {}
     keep = []
@@ -372,11 +376,11 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
         model.train()
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(x)
-    except Exception:  # a model that cannot train at this size still gets its forward profile
-        return None
+    except Exception as e:  # a model that cannot train at this size still gets its profile
+        return None, (str(e).strip().splitlines() or [type(e).__name__])[0]
     finally:
         model.train(was_training)
-    return sum(saved.values()) // 2
+    return sum(saved.values()) // 2, ""
 
 
 def _build(name: str, in_chans: int, num_classes: int | None = None, **knobs) -> nn.Module:
@@ -452,7 +456,7 @@ def profile(
     net = net.to(dtype).eval()  # our own copy: the caller's module keeps its dtype and mode
     x = torch.empty((1, *input_size), device="meta", dtype=dtype)
     tracer = _trace(net, x, name)
-    saved = _saved_bytes(net, x) if training else None
+    saved, why = _saved_bytes(net, x) if training else (None, "")
 
     rows = tracer.rows
     params = list({id(p): p for p in net.parameters()}.values())
@@ -463,12 +467,13 @@ def profile(
         notes.append(f"{unprofiled:,} params are not in any layer run by this forward "
                      "(e.g. auxiliary heads, which run only in training mode)")
     if training and saved is None:
-        notes.append("the training-mode forward failed at this size; the training-memory "
-                     "estimate uses the forward activations as the saved ones")
+        notes.append(f"the training-mode forward fails at this size ({why}); the "
+                     "training-memory estimate uses the forward activations as the saved ones")
     if tracer.floored:
-        more = len(tracer.floored) - 3
-        notes.append(f"{len(tracer.floored)} layers' strides do not tile their input; PyTorch "
-                     "floors the size (drops border pixels): "
+        n, more = len(tracer.floored), len(tracer.floored) - 3
+        notes.append(("1 layer's stride does not tile its input" if n == 1 else
+                      f"{n} layers' strides do not tile their input")
+                     + "; PyTorch floors the size (drops border pixels): "
                      + "; ".join(tracer.floored[:3]) + (f"; and {more} more" if more > 0 else ""))
     if any(r.rf == "n/a" for r in rows):
         notes.append("RF n/a: the receptive field is tracked over H x W grids only; it is not "

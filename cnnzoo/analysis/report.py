@@ -9,6 +9,12 @@ from cnnzoo.analysis.profile import Profile
 # The lecture's VGG-16 memory slide (seed 001) quotes this total; see docs/analysis.md.
 LECTURE_VGG16_MEMORY = "~24M x 4 bytes = 96MB/image"
 LECTURE_TYPES = ("Input", "Conv2d", "MaxPool2d", "Linear")  # what the slide's list counts
+# The slide's own per-layer "memory" list at 224x224: input, 13 conv, 5 pool, 3 FC outputs.
+LECTURE_VGG16_LIST = (
+    [224 * 224 * 3] + [224 * 224 * 64] * 2 + [112 * 112 * 64] + [112 * 112 * 128] * 2
+    + [56 * 56 * 128] + [56 * 56 * 256] * 3 + [28 * 28 * 256] + [28 * 28 * 512] * 3
+    + [14 * 14 * 512] * 4 + [7 * 7 * 512] + [4096, 4096, 1000]
+)
 
 
 def human(n: float, unit: str = "") -> str:
@@ -24,16 +30,20 @@ def shape_str(shape) -> str:
 
 
 def lecture_memory_note(p: Profile) -> str:
-    """How the tool's per-image memory relates to the lecture's VGG-16 '24M x 4 bytes'."""
+    """How the tool's per-image memory relates to the lecture's VGG-16 '24M x 4 bytes'.
+
+    Only meaningful for the slide's network and input (vgg16 at 3x224x224)."""
+    slide = sum(LECTURE_VGG16_LIST)
     listed = sum(r.activations for r in p.layers if r.type in LECTURE_TYPES)
     relu = sum(math.prod(r.output_shape) for r in p.layers if r.type == "ReLU")
-    per = p.activation_bytes / max(p.activations, 1)
+    found = "exactly that" if listed == slide else f"{human(listed)} (another layout)"
     return (
-        f"lecture: VGG-16 memory {LECTURE_VGG16_MEMORY}. Its own per-layer list (input + conv, "
-        f"pool and FC outputs) sums to {human(listed)} values = {human(listed * per, 'B')}, "
-        f"which is what this tool finds ({human(p.activations)} in all, with the adaptive-pool "
-        f"output); with a separate ReLU output per layer (no in-place ReLU) it would be "
-        f"{human(listed + relu)}. Neither is 24M: the slide's total is an arithmetic slip."
+        f"lecture: VGG-16 memory {LECTURE_VGG16_MEMORY}. The slide's own per-layer list (input "
+        f"+ conv, pool and FC outputs) sums to {human(slide)} values x 4 bytes = "
+        f"{human(4 * slide, 'B')}; this tool finds {found} for those layers, "
+        f"{human(p.activations)} in all (with the adaptive-pool output). Even a separate ReLU "
+        f"output per layer (no in-place ReLU) gives {human(listed + relu)}, not 24M: the "
+        f"slide's total is an arithmetic slip."
     )
 
 
@@ -76,7 +86,7 @@ def format_profile(p: Profile, batch: int = 1, optimizer: str = "momentum",
         f"{human(mem['optimizer_state'], 'B')} + saved activations "
         f"{human(mem['activations'], 'B')}",
     ]
-    if p.model == "vgg16":
+    if p.model == "vgg16" and p.input_size == (3, 224, 224):
         out.append(lecture_memory_note(p))
     out += [f"note: {n}" for n in p.notes]
     return "\n".join(out)

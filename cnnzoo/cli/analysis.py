@@ -30,7 +30,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--optimizer", default="momentum",
                    choices=["sgd", "momentum", "adam", "adamw", "rmsprop"],
                    help="optimizer state of the estimate (default momentum: 1 copy)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="dtype of weights and activations: sets every byte count (MACs do not "
+                   "change); the estimate keeps weights, grads and optimizer state in it too "
+                   "(no float32 master copy as in mixed precision)")
     p.add_argument("--num-classes", type=positive_int, default=None)
     p.add_argument("--totals", action="store_true", help="totals only, no per-layer table")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
@@ -125,8 +128,9 @@ def _compare(args) -> int:
                   f"{r.macs:>16,} {human(r.activation_bytes, 'B'):>10}{lat} {acc:>6} "
                   f"{top5:>15}  {r.top1_source or '-'}")
         print("top-1: single model, single crop, reference weights, at the model's own input "
-              "size; lect. top-5 err: the lectures' ILSVRC quote (partly ensembles, "
-              "multi-crop), not comparable with top-1 and not plotted")
+              "size (left out when --input or a builder option changes the network); lect. "
+              "top-5 err: the lectures' ILSVRC quote (partly ensembles, multi-crop), not "
+              "comparable with top-1 and not plotted")
     if args.plot:
         points = bubble_chart(rows, args.plot)
         missing = [r.model for r in rows if r.top1_acc is None]
