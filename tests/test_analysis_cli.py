@@ -264,6 +264,18 @@ def test_malformed_knob_is_a_usage_error(capsys):
     assert e.value.code == 2 and "expected key=value" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["conv", "--input", "abc"], "cnnzoo conv: error: argument --input: invalid int value"),
+    (["trian"], "cnnzoo: error: argument COMMAND: invalid choice: 'trian'"),
+    (["summary", "vgg16", "--batch", "0"], "cnnzoo summary: error: argument --batch"),
+])
+def test_a_bad_flag_is_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(says) and err.count("\n") == 1  # no usage block
+
+
 @pytest.mark.parametrize("argv", [["models", "vgg"], ["summary", "inception_v4", "--json"]])
 def test_closed_pipe_is_quiet(argv):
     """`cnnzoo models | head`: the reader goes away before the output is written."""

@@ -17,22 +17,23 @@ from cnnzoo.models.registry import UnknownModelError
 _MODULES = ["models", "analysis", "data", "train", "evaluate", "demo", "imaging"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line naming it, exit 2 (argparse would print the usage block too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnzoo",
         description="The landmark CNNs of the ImageNet era: size, train, compare, look inside.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subcommands: _Parser too
     for mod in _MODULES:
-        try:
-            m = importlib.import_module(f"cnnzoo.cli.{mod}")
-        except ModuleNotFoundError as e:  # a command group not written yet
-            if e.name != f"cnnzoo.cli.{mod}":
-                raise
-            continue
-        m.add_parsers(sub)
+        importlib.import_module(f"cnnzoo.cli.{mod}").add_parsers(sub)
     return parser
 
 
