@@ -150,6 +150,11 @@ def test_alexnet_matches_torchvision_state_dict():
 def test_alexnet_paper_param_counts():
     assert n_params(meta_model("alexnet_paper")) == 62_378_344
     assert n_params(meta_model("alexnet_paper", groups=2)) == 60_965_224
+    # dropout 0.5 before FC6 and FC7 (paper sec. 4.2), none before FC8
+    kinds = [(type(mod).__name__, getattr(mod, "p", None))
+             for mod in meta_model("alexnet_paper").classifier]
+    assert kinds == [("Dropout", 0.5), ("Linear", None), ("ReLU", None), ("Dropout", 0.5),
+                     ("Linear", None), ("ReLU", None), ("Linear", None)]
     with pytest.raises(CnnzooError, match="groups"):
         meta_model("alexnet_paper", groups=3)
 
@@ -329,6 +334,14 @@ def test_vgg_cs324_matches_assignment():
     assert n_params(m) == expected
     kinds = ["pool" if isinstance(b, nn.MaxPool2d) else "conv" for b in m.features]
     assert kinds == [layer[0] for layer in slide[:-1]]
+    for block, layer in zip(m.features, slide):
+        if layer[0] == "conv":  # 2D-CONV + BatchNorm + ReLU, in that order
+            assert [type(mod) for mod in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+            conv = block[0]
+            assert (conv.in_channels, conv.out_channels) == layer[1:]
+            assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (1, 1), (1, 1))
+            assert conv.bias is not None  # PyTorch's default
+    assert isinstance(m.classifier, nn.Linear) and m.classifier.in_features == 512
     for pool in (b for b in m.features if isinstance(b, nn.MaxPool2d)):
         assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
     shapes = layer_shapes(m, torch.randn(2, 3, 32, 32), nn.MaxPool2d)

@@ -217,6 +217,13 @@ def test_too_small_input_is_a_clear_error(name, too_small):
         assert model(torch.randn(1, 3, too_small + 1, too_small + 1)).shape == (1, 1000)
 
 
+def test_too_small_for_the_small_stem_suggests_nothing_it_already_has():
+    with pytest.raises(ShapeError, match="7x7 is too small; it needs at least 8x8$"):
+        create_model("squeezenet1_0", small_input=True).eval()(torch.randn(1, 3, 7, 7))
+    with pytest.raises(ShapeError, match="3x3 is too small; it needs at least 4x4$"):
+        create_model("densenet_bc100").eval()(torch.randn(1, 3, 3, 3))  # no small_input knob
+
+
 def test_small_input_keeps_spatial_maps():
     model = create_model("densenet121", small_input=True).eval()
     with torch.no_grad():
@@ -298,6 +305,12 @@ def test_fractal_registered_depths_and_params():
     # The paper's table gives 38.6M for the 20-layer net; this layout has 33.7M (a gap
     # khanrc/pt.fractalnet's notes also report). The count stays what the rule implies.
     assert round(n_params(meta_model("fractalnet20")) / 1e6, 1) == 33.7
+    assert round(n_params(meta_model("fractalnet40")) / 1e6, 1) == 76.1
+    # The registry says which is which: 20 layers = B=5, C=3; the paper's 22.9M-parameter
+    # 40-layer net is a thinner variant, not this one.
+    assert "C=3" in model_info("fractalnet20").notes and "C=4" in model_info("fractalnet40").notes
+    assert "22.9M" in model_info("fractalnet40").notes
+    assert "76.1M" in model_info("fractalnet40").notes
 
 
 # ---------------------------------------------------------------- FractalNet drop-path

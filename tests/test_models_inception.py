@@ -11,7 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnzoo import AuxOutput, create_model, model_info
 from cnnzoo.errors import CnnzooError, ShapeError
+from cnnzoo.models import inception as inception_mod
 from cnnzoo.models.googlenet import STAGES, Inception
+from cnnzoo.models.layers import Concat
 from cnnzoo.train import TrainConfig, train
 from cnnzoo.train.trainer import Trainer
 
@@ -410,6 +412,21 @@ def test_naive_vs_reduced_module_channels_and_ops():
     terms = [hw * 64 * 256, hw * 64 * 256, hw * 128 * 256, hw * 192 * 9 * 64,
              hw * 96 * 25 * 64, hw * 64 * 256]
     assert macs(reduced, x) == sum(terms)
+
+
+def test_inception_modules_use_the_shared_concat_block():
+    # One DepthConcat for the zoo (layers.Concat): GoogLeNet's module and v4 / IRv2's blocks.
+    assert inception_mod.Concat is Concat
+    module = Inception(256, 128, 64, 192, 64, 96, 64).eval()
+    assert isinstance(module, Concat)
+    assert [n for n, _ in module.named_children()] == ["branch1", "branch2", "branch3", "branch4"]
+    x = torch.randn(1, 256, 7, 7)
+    with torch.no_grad():
+        parts = [b(x) for b in (module.branch1, module.branch2, module.branch3, module.branch4)]
+        assert torch.equal(module(x), torch.cat(parts, 1))
+    with torch.device("meta"):
+        v4 = create_model("inception_v4")
+    assert isinstance(v4.blocks_a[0], Concat) and isinstance(v4.reduction_b, Concat)
 
 
 def test_module_kernel5_and_naive_have_no_reductions():

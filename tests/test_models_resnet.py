@@ -218,6 +218,8 @@ def test_resnext_cardinality_knobs_and_ablation_widths():
 def test_metadata_quotes_the_lectures():
     assert model_info("resnet18").top1_err == 27.88
     assert model_info("resnet34").top1_err == 25.03
+    assert model_info("resnet50").top1_err == 23.9  # the ResNeXt table's ResNet-50 1x64d row
+    assert model_info("resnet101").top1_err == 22.0  # ... and its ResNet-101 1x64d row
     assert model_info("plain18").top1_err == 27.94
     assert model_info("plain34").top1_err == 28.54
     assert model_info("resnet152").top5_err == 3.57

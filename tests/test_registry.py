@@ -10,6 +10,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.cli.models import format_count
 from cnnzoo.models import UnknownModelError, create_model, list_models, model_info
+from cnnzoo.train.recipes import RECIPES
 
 VGGS = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
@@ -59,7 +60,9 @@ def test_reference_accuracies_are_single_crop_with_a_source():
     assert model_info("vgg16").top5_err == 7.32 and model_info("alexnet").top5_err == 16.4
     assert model_info("resnet50").top1_err == 23.9
     # no trustworthy single-crop figure: left empty
-    for name in ("alexnet_paper", "zfnet", "nin", "densenet264", "plain34", "lenet5"):
+    assert model_info("densenet264").ref_top1_acc == 77.85  # no torchvision weights: paper
+    assert "Table 3" in model_info("densenet264").ref_source
+    for name in ("alexnet_paper", "zfnet", "nin", "plain34", "lenet5"):
         assert model_info(name).ref_top1_acc is None and model_info(name).ref_source == ""
     with_ref = [n for n in list_models() if model_info(n).ref_top1_acc is not None]
     assert len(with_ref) >= 30
@@ -69,6 +72,41 @@ def test_reference_accuracies_are_single_crop_with_a_source():
         assert info.input_size[1] >= 224, name  # ImageNet models only
     d = model_info("resnet18").as_dict()
     assert d["ref_top1_acc"] == 69.758 and "ResNet18" in d["ref_source"]
+
+
+def _meta_outputs(name: str, shapes, **kw) -> list[tuple[int, ...]]:
+    """Output shapes of one eval-mode build (on meta tensors, nothing allocated) for each
+    input shape; the channel count of the shapes is the model's in_chans."""
+    with torch.device("meta"):
+        model = create_model(name, num_classes=10, in_chans=shapes[0][1], **kw).eval()
+        with torch.no_grad():
+            return [tuple(model(torch.empty(shape)).shape) for shape in shapes]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_and_runs_on_default_and_small_input(name):
+    """Every registered network: its default input, then 28 and 32 pixels with one channel
+    (through `small_input=True` where the stem needs it)."""
+    info = model_info(name)
+    assert _meta_outputs(name, [(1, *info.input_size)]) == [(1, 10)]
+    kw = {"small_input": True} if "small_input" in info.knobs else {}
+    assert _meta_outputs(name, [(2, 1, 28, 28), (2, 1, 32, 32)], **kw) == [(2, 10)] * 2
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_documents_its_small_input_form_and_a_known_recipe(name):
+    info = model_info(name)
+    if "small_input" in info.knobs:  # an ImageNet stem with a documented 28/32-pixel variant
+        assert info.small_input and info.input_size[1] >= 224
+    else:  # natively small: no special stem, and nothing to document
+        assert info.small_input == "" and info.input_size[1] <= 32
+    assert info.recipe in RECIPES  # recipe_for would silently fall back to "default"
+
+
+def test_generic_wrn_lists_beside_its_fixed_settings():
+    resnets = list_models(family="resnet")
+    assert resnets[0] == "resnet18"
+    assert resnets[-4:] == ["wrn", "wrn16_8", "wrn28_10", "wrn40_4"]
 
 
 def test_register_model_refuses_a_reference_without_its_source():

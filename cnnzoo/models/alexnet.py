@@ -34,12 +34,11 @@ import torch.nn as nn
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models.layers import init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 _SMALL = "CONV1 becomes 3x3 stride 1 pad 1 (the 11x11/4 stem leaves 7x7 of a 32x32 image)"
 _SMALL_POOL = ("; the last map (2x2-4x4) is averaged globally and FC6 takes its {width} "
                "channels instead of a 6x6 map")
-_TV = "torchvision AlexNet_Weights.IMAGENET1K_V1 acc@1 (single crop 224)"
 
 
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0  # the paper's n, alpha, beta, k
@@ -99,8 +98,7 @@ def _stem(in_chans: int, out: int, kernel: int, stride: int, pad: int, small: bo
     year=2012,
     input_size=(3, 224, 224),
     top5_err=16.4,
-    ref_top1_acc=56.522,
-    ref_source=_TV,
+    **torchvision_ref(56.522, "AlexNet"),
     recipe="alexnet",
     small_input=_SMALL + _SMALL_POOL.format(width=256),
     notes="torchvision's single-tower AlexNet (64-192-384-256-256, no LRN), same state-dict "

@@ -20,7 +20,12 @@ training mixes them 50/50 per mini-batch. Eval uses every path (deterministic); 
 `model.eval_column = k` evaluates column k alone (the paper's "deepest column" numbers).
 
 CIFAR layout (sec 4): B=5 blocks of 64, 128, 256, 512, 512 filters, per-block dropout
-(0, 0.1, 0.2, 0.3, 0.4) in the regularised runs.
+(0, 0.1, 0.2, 0.3, 0.4) in the regularised runs. Depth is B * 2^(C-1), so the paper's
+20-layer CIFAR net has C=3 columns (also the authors' Caffe generator, gustavla/fractalnet:
+COLUMNS = 3 with those filters): `fractalnet20`. C=4 gives the 40-layer net of Fig. 1:
+`fractalnet40`, built here with the same widths (76.1M parameters). The paper's Table 1
+"40 layers, 22.9M params" net is a thinner variant (footnote: (128, 64, 32, 16) channels
+across the columns, linear projections before joins, mixed 1x1/3x3 filters) not built here.
 """
 
 from __future__ import annotations
@@ -167,8 +172,11 @@ def _register(name: str, columns: int, notes: str):
 
 fractalnet20 = _register(
     "fractalnet20", 3,
-    "B=5, C=3: the paper's 20-layer CIFAR net. The paper's table gives 38.6M parameters; this "
-    "layout (every column widening at its first conv) has 33.7M (see tests).")
+    "B=5, C=3: the paper's 20-layer CIFAR net (B * 2^(C-1) = 20; C=4 would be 40 layers). "
+    "The paper's table gives 38.6M parameters; this layout (every column widening at its "
+    "first conv, as in the authors' generator) has 33.7M (see tests).")
 fractalnet40 = _register(
     "fractalnet40", 4,
-    "B=5, C=4: the 40-layer net of the paper's Fig. 1 (B * 2^(C-1) = 40).")
+    "B=5, C=4: the 40-layer layout of the paper's Fig. 1 (B * 2^(C-1) = 40), with the 20-layer "
+    "net's widths: 76.1M parameters. Not the thinner 22.9M-parameter 40-layer net of the "
+    "paper's Table 1 (per-column widths 128/64/32/16, projections before joins).")

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 
 from cnnzoo.errors import CnnzooError, ShapeError
-from cnnzoo.models.layers import AuxOutput, ConvBnAct, init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.layers import AuxOutput, Concat, ConvBnAct, check_min_size, init_weights
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 # The ImageNet statistics torchvision normalises its inputs with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,15 +61,10 @@ def check_input(model: nn.Module, x: torch.Tensor, min_size: int) -> None:
         raise ShapeError(
             f"{name}: expected input [N, {model.in_chans}, H, W], got {list(x.shape)}"
         )
-    h, w = x.shape[-2:]
-    if h < min_size or w < min_size:
-        hint = "" if model.small_input else " (or build it with small_input=True)"
-        raise ShapeError(
-            f"{name}: input {h}x{w} is too small; it needs at least {min_size}x{min_size}{hint}"
-        )
+    check_min_size(name, x.shape[-2], x.shape[-1], min_size, model.small_input)
 
 
-class Inception(nn.Module):
+class Inception(Concat):
     """One Inception module (paper Fig. 2); output depth ch1x1 + ch3x3 + ch5x5 + pool branch.
 
     naive=True is Fig. 2(a): 1x1, 3x3 and 5x5 convs and a 3x3 max-pool straight on the input;
@@ -78,6 +73,7 @@ class Inception(nn.Module):
     convs, and a 1x1 projection to pool_proj after the pool.
     `kernel5` is the "5x5" branch's kernel: the paper's 5 by default; torchvision's googlenet
     uses 3 there (a known bug, pytorch/vision#906, kept so its weights load).
+    The four branches (torchvision's branch1..branch4) are concatenated along depth.
     """
 
     def __init__(
@@ -93,28 +89,25 @@ class Inception(nn.Module):
         *,
         kernel5: int = 5,
     ):
-        super().__init__()
-        self.naive = naive
         # torchvision pads its stride-1 pool with ceil_mode=True; same output size either way.
         pool = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
-        self.branch1 = BasicConv2d(in_ch, ch1x1, 1)
         if naive:
-            self.branch2 = nn.Sequential(BasicConv2d(in_ch, ch3x3, 3))
-            self.branch3 = nn.Sequential(BasicConv2d(in_ch, ch5x5, kernel5))
-            self.branch4 = nn.Sequential(pool)
-            self.out_channels = ch1x1 + ch3x3 + ch5x5 + in_ch
+            branches = (nn.Sequential(BasicConv2d(in_ch, ch3x3, 3)),
+                        nn.Sequential(BasicConv2d(in_ch, ch5x5, kernel5)),
+                        nn.Sequential(pool))
+            out_channels = ch1x1 + ch3x3 + ch5x5 + in_ch
         else:
-            self.branch2 = nn.Sequential(
-                BasicConv2d(in_ch, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3)
+            branches = (
+                nn.Sequential(BasicConv2d(in_ch, ch3x3red, 1), BasicConv2d(ch3x3red, ch3x3, 3)),
+                nn.Sequential(BasicConv2d(in_ch, ch5x5red, 1),
+                              BasicConv2d(ch5x5red, ch5x5, kernel5)),
+                nn.Sequential(pool, BasicConv2d(in_ch, pool_proj, 1)),
             )
-            self.branch3 = nn.Sequential(
-                BasicConv2d(in_ch, ch5x5red, 1), BasicConv2d(ch5x5red, ch5x5, kernel5)
-            )
-            self.branch4 = nn.Sequential(pool, BasicConv2d(in_ch, pool_proj, 1))
-            self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+            out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        super().__init__(branch1=BasicConv2d(in_ch, ch1x1, 1), branch2=branches[0],
+                         branch3=branches[1], branch4=branches[2])
+        self.naive = naive
+        self.out_channels = out_channels
 
 
 class InceptionAux(nn.Module):
@@ -231,8 +224,7 @@ class GoogLeNet(nn.Module):
     year=2015,
     input_size=(3, 224, 224),
     top5_err=6.67,
-    ref_top1_acc=69.778,
-    ref_source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 acc@1 (single crop 224)",
+    **torchvision_ref(69.778, "GoogLeNet"),
     recipe="googlenet",
     small_input="conv1 becomes 3x3 stride 1 and the first max-pool is dropped: "
     "32x32 -> 16x16 at inception3a (224 -> 28 with the ImageNet stem); aux heads pool "

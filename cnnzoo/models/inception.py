@@ -29,22 +29,10 @@ from cnnzoo.models.googlenet import (
     check_transform_input,
     transform_input,
 )
-from cnnzoo.models.layers import AuxOutput, init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.layers import AuxOutput, Concat, init_weights
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 conv = BasicConv2d  # conv -> BN (eps 1e-3) -> ReLU, torchvision's key names
-
-
-class Concat(nn.Module):
-    """Run named branches on the same input and concatenate their outputs along depth."""
-
-    def __init__(self, **branches: nn.Module):
-        super().__init__()
-        for name, branch in branches.items():
-            self.add_module(name, branch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.children()], 1)
 
 
 def avg_pool(count_include_pad: bool = True) -> nn.AvgPool2d:
@@ -481,8 +469,7 @@ _SMALL = (
     "(CVPR 2016)",
     year=2016,
     input_size=(3, 299, 299),
-    ref_top1_acc=77.294,
-    ref_source="torchvision Inception_V3_Weights.IMAGENET1K_V1 acc@1 (single crop 299)",
+    **torchvision_ref(77.294, "Inception_V3", crop=299),
     recipe="inception_v3",
     small_input=_SMALL + "; aux head skips its 5x5/3 pool and pads its 5x5 conv",
     notes="torchvision key layout; factorised 1xn/nx1 convs; one aux head (AuxOutput in "

@@ -1,4 +1,5 @@
-"""Blocks shared by every family: conv-bn-act, drop-path, auxiliary outputs, init.
+"""Blocks shared by every family: conv-bn-act, concatenated branches, drop-path, auxiliary
+outputs, init, the input-size check.
 
 Each lives here once; the family files compose them.
 """
@@ -29,10 +30,11 @@ def main_logits(out) -> torch.Tensor:
 
 
 class ConvBnAct(nn.Sequential):
-    """Conv2d (no bias) -> BatchNorm -> activation; the unit of every modern family.
+    """Conv2d (no bias by default) -> BatchNorm -> activation; the unit of every modern family.
 
     Submodule names `conv`, `bn` follow torchvision's BasicConv2d / Conv2dNormActivation
-    naming where the family uses them.
+    naming where the family uses them. `bias=True` keeps the conv's bias (PyTorch's default,
+    as the CS324 assignment's "conv layer" asks).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ConvBnAct(nn.Sequential):
         groups: int = 1,
         act: type[nn.Module] | None = nn.ReLU,
         bn_eps: float = 1e-5,
+        bias: bool = False,
     ):
         if padding is None:  # "same" for odd kernels at stride 1
             padding = (
@@ -54,12 +57,25 @@ class ConvBnAct(nn.Sequential):
             )
         layers = [
             ("conv", nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups,
-                               bias=False)),
+                               bias=bias)),
             ("bn", nn.BatchNorm2d(out_ch, eps=bn_eps)),
         ]
         if act is not None:
             layers.append(("act", act(inplace=True)))
         super().__init__(OrderedDict(layers))
+
+
+class Concat(nn.Module):
+    """Run named branches on the same input and concatenate their outputs along depth (the
+    Inception modules' DepthConcat). Branches run, and are concatenated, in the order given."""
+
+    def __init__(self, **branches: nn.Module):
+        super().__init__()
+        for name, branch in branches.items():
+            self.add_module(name, branch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.children()], 1)
 
 
 class DropPath(nn.Module):
@@ -115,12 +131,17 @@ def init_weights(model: nn.Module, nonlinearity: str = "relu") -> nn.Module:
     return model
 
 
-def check_min_size(model_name: str, h: int, w: int, min_size: int) -> None:
-    """Fail early, with the numbers, when an input is too small for the network's stem."""
+def check_min_size(model_name: str, h: int, w: int, min_size: int,
+                   small_input: bool = False) -> None:
+    """Fail early, with the numbers, when an input is too small for the network's stem.
+
+    The message suggests `small_input=True` unless the model already has the small stem.
+    """
     if h < min_size or w < min_size:
         from cnnzoo.errors import ShapeError
 
+        hint = "" if small_input else " (use small_input=True for a 28/32-pixel stem)"
         raise ShapeError(
-            f"{model_name}: input {h}x{w} is too small; it needs at least {min_size}x{min_size} "
-            f"(use small_input=True for a 28/32-pixel stem)"
+            f"{model_name}: input {h}x{w} is too small; it needs at least "
+            f"{min_size}x{min_size}{hint}"
         )

@@ -82,6 +82,13 @@ def register_model(family: str, paper: str, year: int, **meta):
     return wrap
 
 
+def torchvision_ref(acc: float, weights: str, crop: int = 224, extra: str = "") -> dict:
+    """`ref_top1_acc` / `ref_source` meta for torchvision's `{weights}_Weights.IMAGENET1K_V1`
+    (its published acc@1), e.g. `register_model(..., **torchvision_ref(69.758, "ResNet18"))`."""
+    return dict(ref_top1_acc=acc, ref_source=f"torchvision {weights}_Weights.IMAGENET1K_V1 "
+                f"acc@1 (single crop {crop}{extra})")
+
+
 def _check_reference(name: str, acc: float | None, source: str) -> None:
     # A reference accuracy without its source cannot be checked, so it is not accepted.
     if acc is not None and not (0.0 < acc < 100.0 and source):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models.layers import DropPath, init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 HE2015 = "He et al., Deep Residual Learning for Image Recognition (CVPR 2016)"
 HE2016 = "He et al., Identity Mappings in Deep Residual Networks (ECCV 2016)"
@@ -491,24 +491,7 @@ def _wrn(name, depth, k, **meta):
                           **meta)(_named(build, name, doc))
 
 
-@register_model(family="resnet", paper=WRN2016, year=2016, input_size=(3, 32, 32),
-                recipe="resnet_cifar", name="wrn",
-                notes="Any WRN-d-k: depth = 6n+4, widen_factor k (defaults: WRN-28-10, 36.5M "
-                "params); wrn16_8 / wrn28_10 / wrn40_4 are fixed settings of it.")
-def wrn_any(num_classes=10, in_chans=3, *, depth=28, widen_factor=10, dropout=0.0,
-            stochastic_depth=0.0, zero_init_residual=False) -> ResNet:
-    """wrn: WRN-depth-widen_factor for CIFAR (Zagoruyko & Komodakis 2016), e.g.
-    create_model("wrn", depth=16, widen_factor=4). depth must be 6n+4, widen_factor >= 1;
-    dropout sits between the two convs of each block. stochastic_depth: True = survival
-    decaying linearly to p_L = 0.5, a float = that p_L, False/0 = off (default)."""
-    return wrn(depth, widen_factor, dropout, num_classes, in_chans,
-               stochastic_depth=stochastic_depth, zero_init_residual=zero_init_residual)
-
-
-def _tv(acc: float, weights: str, extra: str = "") -> dict:
-    """ref_top1_acc / ref_source of torchvision's IMAGENET1K_V1 weights (their acc@1)."""
-    return dict(ref_top1_acc=acc, ref_source=f"torchvision {weights}_Weights.IMAGENET1K_V1 "
-                f"acc@1 (single crop 224{extra})")
+_tv = torchvision_ref  # ref_top1_acc / ref_source of torchvision's IMAGENET1K_V1 weights
 
 
 def _xie(top1_err: float) -> dict:
@@ -563,7 +546,8 @@ resnext101_32x8d = _imagenet("resnext101_32x8d", 101, groups=32, width_per_group
 # torchvision's only weights for it were trained with its new recipe (hence the high number).
 resnext101_64x4d = _imagenet("resnext101_64x4d", 101, groups=64, width_per_group=4,
                              **_tv(83.246, "ResNeXt101_64X4D",
-                                   ", resize 232; torchvision's new training recipe"), **_X)
+                                   extra=", resize 232; torchvision's new training recipe"),
+                             **_X)
 
 # torchvision's wide ImageNet bottlenecks: inner 3x3 width doubled (width_per_group=128).
 wide_resnet50_2 = _imagenet("wide_resnet50_2", 50, width_per_group=128, paper=WRN2016,
@@ -603,7 +587,24 @@ preact_resnet164 = _preact_cifar("preact_resnet164", 164, True,
 preact_resnet1001 = _preact_cifar("preact_resnet1001", 1001, True,
                                   notes="10.2M params; 4.62% CIFAR-10 error (abstract).")
 
-# Wide ResNets for CIFAR (Zagoruyko & Komodakis 2016, parameter counts of their Table 4).
+# Wide ResNets for CIFAR: the generic WRN-d-k, registered here (not beside the `wrn` builder
+# above) so that `cnnzoo models` lists it with its fixed settings, after the other ResNets.
+@register_model(family="resnet", paper=WRN2016, year=2016, input_size=(3, 32, 32),
+                recipe="resnet_cifar", name="wrn",
+                notes="Any WRN-d-k: depth = 6n+4, widen_factor k (defaults: WRN-28-10, 36.5M "
+                "params); wrn16_8 / wrn28_10 / wrn40_4 are fixed settings of it.")
+def wrn_any(num_classes=10, in_chans=3, *, depth=28, widen_factor=10, dropout=0.0,
+            stochastic_depth=0.0, zero_init_residual=False) -> ResNet:
+    """wrn: WRN-depth-widen_factor for CIFAR (Zagoruyko & Komodakis 2016), e.g.
+    create_model("wrn", depth=16, widen_factor=4). depth must be 6n+4, widen_factor >= 1;
+    dropout sits between the two convs of each block. stochastic_depth: True = survival
+    decaying linearly to p_L = 0.5, a float = that p_L, False/0 = off (default)."""
+    return wrn(depth, widen_factor, dropout, num_classes, in_chans,
+               stochastic_depth=stochastic_depth, zero_init_residual=zero_init_residual)
+
+
+# Its fixed settings (Zagoruyko & Komodakis 2016, parameter counts of their Table 4).
 wrn16_8 = _wrn("wrn16_8", 16, 8, notes="11.0M params.")
 wrn28_10 = _wrn("wrn28_10", 28, 10, notes="36.5M params.")
 wrn40_4 = _wrn("wrn40_4", 40, 4, notes="8.9M params.")
+

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from cnnzoo.models.layers import check_min_size, init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 PAPER = ("Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and "
          "<0.5MB model size (arXiv 2016)")
@@ -91,13 +91,14 @@ class SqueezeNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(dropout), final_conv, nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(1))
         self.min_size = MIN_SIZE[(version, small_input)]
+        self.small_input = small_input
         init_weights(self)
         # Paper's code (and torchvision): the class conv starts small, N(0, 0.01).
         nn.init.normal_(final_conv.weight, 0.0, 0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_min_size(getattr(self, "model_name", "squeezenet"), x.shape[-2], x.shape[-1],
-                       self.min_size)
+                       self.min_size, self.small_input)
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
@@ -105,12 +106,7 @@ _META = dict(family="squeezenet", paper=PAPER, year=2016, input_size=(3, 224, 22
              recipe="squeezenet", small_input=SMALL_STEM)
 
 
-def _tv(acc: float, version: str) -> dict:
-    return dict(ref_top1_acc=acc, ref_source=f"torchvision SqueezeNet{version}_Weights."
-                "IMAGENET1K_V1 acc@1 (single crop 224)")
-
-
-@register_model(**_META, **_tv(58.092, "1_0"),
+@register_model(**_META, **torchvision_ref(58.092, "SqueezeNet1_0"),
                 notes="Table 1's SqueezeNet: AlexNet-level ImageNet accuracy with "
                 "50x fewer parameters (1.25M); 8 Fire modules, no FC layers.")
 def squeezenet1_0(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.5):
@@ -119,7 +115,7 @@ def squeezenet1_0(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.
     return SqueezeNet("1_0", num_classes, in_chans, dropout, small_input)
 
 
-@register_model(**_META, **_tv(58.178, "1_1"),
+@register_model(**_META, **torchvision_ref(58.178, "SqueezeNet1_1"),
                 notes="SqueezeNet v1.1 from the authors' repository: 3x3/2 stem with "
                 "64 filters, pools moved earlier; 2.4x less computation than v1.0.")
 def squeezenet1_1(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.5):

@@ -18,8 +18,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from cnnzoo.models.layers import init_weights
-from cnnzoo.models.registry import register_model
+from cnnzoo.models.layers import ConvBnAct, init_weights
+from cnnzoo.models.registry import register_model, torchvision_ref
 
 cfgs: dict[str, list[int | str]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -89,10 +89,10 @@ def _meta(cfg: str, bn: bool, **quoted) -> dict:
         "; BatchNorm after every conv (not in the paper; torchvision's _bn variant)." if bn
         else "."
     )
-    weights = f"VGG{_DEPTH[cfg]}{'_BN' if bn else ''}_Weights.IMAGENET1K_V1"
     return dict(family="vgg", paper=_PAPER, year=2014, input_size=(3, 224, 224), recipe="vgg",
-                small_input=_SMALL + ".", notes=notes, ref_top1_acc=_TV_TOP1[(cfg, bn)],
-                ref_source=f"torchvision {weights} acc@1 (single crop 224)", **quoted)
+                small_input=_SMALL + ".", notes=notes,
+                **torchvision_ref(_TV_TOP1[(cfg, bn)], f"VGG{_DEPTH[cfg]}{'_BN' if bn else ''}"),
+                **quoted)
 
 
 def _vgg(cfg: str, bn: bool, num_classes: int, in_chans: int, small_input: bool,
@@ -164,12 +164,8 @@ def vgg19_bn(num_classes=1000, in_chans=3, *, small_input=False, dropout=0.5) ->
 def vgg_cs324(num_classes: int = 10, in_chans: int = 3) -> nn.Module:
     """The CS324 assignment's reduced VGG, layer for layer (seed 002, last slides)."""
 
-    def conv(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(OrderedDict([
-            ("conv", nn.Conv2d(cin, cout, 3, 1, 1)),
-            ("bn", nn.BatchNorm2d(cout)),
-            ("relu", nn.ReLU(inplace=True)),
-        ]))
+    def conv(cin: int, cout: int) -> ConvBnAct:  # 3x3/1/1 conv, with PyTorch's default bias
+        return ConvBnAct(cin, cout, 3, 1, 1, bias=True)
 
     def pool() -> nn.MaxPool2d:
         return nn.MaxPool2d(3, 2, 1)
