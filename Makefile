@@ -30,7 +30,7 @@ data: $(STAMP)
 demo: data
 	$(BIN)/cnnzoo demo
 
-# Everything, slow-marked tests included (about 2 minutes here); plain `pytest` runs the fast set.
+# Everything, slow-marked tests included (about 5 minutes here); plain `pytest` runs the fast set.
 test: $(DEVSTAMP) data
 	$(BIN)/ruff check cnnzoo tests benchmarks
 	$(BIN)/python -m pytest -q -m "slow or not slow"

@@ -117,14 +117,14 @@ def _small(model_name, ds) -> dict:
     return {"small_input": True} if "small_input" in model_info(model_name).knobs else {}
 
 
-def trainer_throughput(model_name, dataset, batch_size, seconds) -> float:
+def trainer_throughput(model_name, dataset, batch_size, seconds, amp=False) -> float:
     """images/s of cnnzoo's trainer with the model's default recipe at `batch_size`
-    (augmentation, monitoring, channels_last as in a real run), from its step records: the
-    steps after the 5th (warm-up) of a run stopped by --time-limit `seconds`."""
+    (augmentation, monitoring, channels_last as in a real run; `amp`: --amp), from its step
+    records: the steps after the 5th (warm-up) of a run stopped by --time-limit `seconds`."""
     with tempfile.TemporaryDirectory() as out:
         train(TrainConfig(model=model_name, dataset=dataset, epochs=1, out=out,
                           batch_size=batch_size, progress=False, log_every=1,
-                          time_limit=seconds))
+                          time_limit=seconds, amp=amp))
         recs = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     t = [r["time"] for r in recs if r["kind"] == "step"]
     return batch_size * (len(t) - 5) / (t[-1] - t[4])
@@ -161,28 +161,31 @@ def main() -> None:
         mean, std = ds.channel_stats()
         for model in args.throughput_models.split(","):
             bs, secs = args.batch, args.seconds
-            runs = {"pil": [], "tensor": [], "cnnzoo": []}
+            runs = {"pil": [], "tensor": [], "cnnzoo": [], "cnnzoo --amp": []}
             for _ in range(args.repeats):  # interleaved: machine drift hits all three alike
                 runs["pil"].append(plain_loop_throughput(model, ds, mean, std, bs, secs,
                                                          PILPerSample))
                 runs["tensor"].append(plain_loop_throughput(model, ds, mean, std, bs, secs,
                                                             PerSample))
                 runs["cnnzoo"].append(trainer_throughput(model, args.dataset, bs, secs))
+                runs["cnnzoo --amp"].append(trainer_throughput(model, args.dataset, bs, secs,
+                                                               amp=True))
                 print(f"  {model}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()),
                       flush=True)
             med = {k: statistics.median(v) for k, v in runs.items()}
             spread = {k: (max(v) - min(v)) / med[k] for k, v in runs.items()}
-            ours = med["cnnzoo"]
             rows.append((f"{model}, plain loop: torchvision-style per-sample Dataset (uint8 -> "
                          f"PIL -> ToTensor -> Normalize) + DataLoader, NCHW, Adam, batch {bs}",
                          f"{med['pil']:,.0f} img/s (spread {spread['pil']:.0%})"))
             rows.append((f"{model}, plain loop: per-sample Dataset over a uint8 tensor + "
                          f"DataLoader, NCHW, Adam, batch {bs}",
                          f"{med['tensor']:,.0f} img/s (spread {spread['tensor']:.0%})"))
-            rows.append((f"{model}, cnnzoo trainer, default recipe at batch {bs}",
-                         f"{ours:,.0f} img/s (spread {spread['cnnzoo']:.0%}): "
-                         f"{ours / med['pil']:.2f}x the PIL loop, {ours / med['tensor']:.2f}x "
-                         f"the tensor loop"))
+            for key, what in (("cnnzoo", "default recipe"),
+                              ("cnnzoo --amp", "default recipe + --amp (bf16)")):
+                v = med[key]
+                rows.append((f"{model}, cnnzoo trainer, {what} at batch {bs}",
+                             f"{v:,.0f} img/s (spread {spread[key]:.0%}): {v / med['pil']:.2f}x "
+                             f"the PIL loop, {v / med['tensor']:.2f}x the tensor loop"))
     print("\n| measure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")

@@ -291,3 +291,16 @@ def test_a_model_that_cannot_take_the_images_fails_before_training(tmp_path):
     with pytest.raises(ShapeError, match="does not fit|too small"):
         train(tiny(out, model="alexnet", model_kwargs={"small_input": False}))
     assert not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("cores, prefetch", [(1, False), (4, True)])
+def test_prefetch_thread_only_where_a_core_is_spare(tmp_path, monkeypatch, cores, prefetch):
+    # threads=1: with one core the step has it all (a prefetch thread would only take from
+    # it); with spare cores the thread prepares the next batches beside the step
+    from cnnzoo.train import distributed
+    from cnnzoo.train.trainer import Trainer
+
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    torch.set_num_threads(1)
+    t = Trainer(tiny(tmp_path / "p"), distributed.Dist(), torch.device("cpu"))
+    assert t.loader.prefetch is prefetch and t.val_loader.prefetch is prefetch
