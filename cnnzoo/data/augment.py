@@ -133,13 +133,7 @@ def pca_basis(dataset, max_images: int = 10000, seed: int = 0):
     (cuda-convnet2 convdata.py) multiplies the noise by `pca_stdevs`, i.e. sqrt(eigenvalue),
     as fb.resnet.torch's ImageNet values do.
     """
-    if not hasattr(dataset, "images"):  # an image folder: decode a sample of it
-        imgs = dataset.sample_images(min(max_images, 1000), seed)
-    else:
-        imgs = dataset.images
-        if len(imgs) > max_images:
-            g = torch.Generator().manual_seed(seed)
-            imgs = imgs[torch.randperm(len(imgs), generator=g)[:max_images]]
+    imgs = dataset.sample_images(max_images, seed)
     c = imgs.shape[1]
     x = imgs.to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
     cov = torch.cov(x)

@@ -79,6 +79,14 @@ class ArrayDataset:
             val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
         return (self.subset(train_idx, f"{self.name}"), self.subset(val_idx, f"{self.name}-val"))
 
+    def sample_images(self, n: int, seed: int = 0) -> torch.Tensor:
+        """uint8 [<=n, C, H, W]: all images if there are at most `n`, else `n` drawn at
+        random (seeded); ImageFolderDataset has the same method, decoding its sample."""
+        if len(self) <= n:
+            return self.images
+        g = torch.Generator().manual_seed(seed)
+        return self.images[torch.randperm(len(self), generator=g)[:n]]
+
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std on the 0..1 scale (the lectures' mean subtraction and
         normalisation), from the sums of x and x^2 over chunks (float64 across chunks)."""

@@ -107,10 +107,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return (self.subset(perm[n_val:].sort().values),
                 self.subset(perm[:n_val].sort().values, f"{self.name}-val"))
 
+    SAMPLE_CAP = 1000  # each image is a file decode: statistics from a sample, never all
+
     def sample_images(self, n: int, seed: int = 0) -> torch.Tensor:
-        """uint8 [<=n, C, H, W]: up to `n` readable images drawn at random (seeded)."""
+        """uint8 [<=n, C, H, W]: up to `n` (at most SAMPLE_CAP) readable images drawn at
+        random (seeded)."""
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n]
+        idx = torch.randperm(len(self), generator=g)[:min(n, self.SAMPLE_CAP)]
         imgs = [img for img, _, err in (self[int(i)] for i in idx) if not err]
         if not imgs:
             raise DataError(f"{self.root}: none of {len(idx)} images could be read")

@@ -230,8 +230,7 @@ class Trainer:
                               f"{len(train_ds)} training images")
         m = torch.tensor(self.mean).view(1, -1, 1, 1)
         s = torch.tensor(self.std).view(1, -1, 1, 1)
-        probe = (val_ds.images[:256] if hasattr(val_ds, "images")  # in memory, or decoded
-                 else val_ds.sample_images(64, seed=cfg.seed))
+        probe = val_ds.sample_images(256, seed=cfg.seed)
         self.probe = ((probe.float() / 255 - m) / s).to(device)
 
         self.amp_dtype = None
