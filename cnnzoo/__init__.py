@@ -1,6 +1,7 @@
 """cnnzoo: the landmark convolutional networks of the ImageNet era, to size, train,
 compare, transfer, ensemble and look inside."""
 
+import cnnzoo.analysis  # noqa: F401  (plugs the measuring code into the models)
 from cnnzoo.models import (
     AuxOutput,
     ModelInfo,

@@ -6,8 +6,14 @@ from cnnzoo.analysis.arithmetic import (
     parse_input_size,
     same_padding,
 )
+from cnnzoo.analysis.features import feature_info
 from cnnzoo.analysis.profile import Layer, Profile, check_input, meta_copy, profile
 from cnnzoo.analysis.receptive import RF, stacked_rf
+from cnnzoo.models.backbone import ANALYSIS
+
+# Every zoo model's `feature_info` and `create_model(input_size=)` are measured here.
+ANALYSIS.feature_info = feature_info
+ANALYSIS.check_input = check_input
 
 __all__ = [
     "RF",
@@ -16,6 +22,7 @@ __all__ = [
     "check_input",
     "conv_output_shape",
     "conv_output_size",
+    "feature_info",
     "meta_copy",
     "parse_input_size",
     "profile",

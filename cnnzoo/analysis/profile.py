@@ -185,6 +185,7 @@ class _Tracer(TorchDispatchMode):
         self.rows: list[Layer] = []
         self.floored: list[str] = []
         self.failure: tuple | None = None  # (exception, op, tensor args, layer) of a failed op
+        self.captured: dict[str, tuple] = {}  # module name -> (output shape, RF), see _trace
 
     def current(self) -> tuple[str, Layer | None]:
         return self.stack[-1] if self.stack else ("", None)
@@ -295,8 +296,10 @@ def _failure(name: str, input_size, failure) -> CnnzooError | None:
     return None
 
 
-def _trace(net: nn.Module, x: torch.Tensor, name: str) -> _Tracer:
-    """Run net(x) on meta tensors under the tracer, with forward hooks naming the rows."""
+def _trace(net: nn.Module, x: torch.Tensor, name: str, capture=()) -> _Tracer:
+    """Run net(x) on meta tensors under the tracer, with forward hooks naming the rows.
+
+    For each module name in `capture`, tracer.captured[name] = (output shape, its RF)."""
     input_size = tuple(x.shape[1:])
     tracer = _Tracer(name)
     inp = Layer("input", "Input", output_shape=input_size, activations=math.prod(input_size),
@@ -318,6 +321,10 @@ def _trace(net: nn.Module, x: torch.Tensor, name: str) -> _Tracer:
 
     def post(mod, _args, out, mname=None):
         _, row = tracer.stack.pop()
+        if mname in capture and mname not in tracer.captured:
+            t = next(_tensors(out), None)
+            if t is not None:
+                tracer.captured[mname] = (tuple(t.shape[1:]), tracer.rf.get(t, RF()))
         if row is None:
             return
         first = next(_tensors(out), None)
@@ -414,6 +421,8 @@ def check_input(model: nn.Module | str, input_size, **knobs) -> None:
         name, net = getattr(model, "model_name", type(model).__name__), meta_copy(model)
     dtype = next((t.dtype for t in itertools.chain(net.parameters(), net.buffers())
                   if t.is_floating_point()), torch.float32)
+    if hasattr(net, "check_input_size"):  # the stem's own limits, with its numbers
+        net.check_input_size(input_size)
     x = torch.empty((2 if net.training else 1, *input_size), device="meta", dtype=dtype)
     try:
         _trace(net, x, name)

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch.nn as nn
 
+from cnnzoo.models.backbone import ANALYSIS
+
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
@@ -155,8 +157,19 @@ def create_model(
         )
     model = info.builder(**knobs)
     model.model_name = name  # lets checkpoints and reports name what they hold
+    # The size feature_info is measured at: the registered one, or 32 px for a small stem.
+    c = knobs.get("in_chans", info.input_size[0])
+    hw = (32, 32) if knobs.get("small_input") else info.input_size[1:]
+    model.default_input_size = (c, *hw)
     if input_size is not None:
-        from cnnzoo.analysis.profile import check_input  # lazy: analysis uses the registry
-
         check_input(model, input_size)
     return model
+
+
+def check_input(model: nn.Module, input_size: tuple[int, int, int]) -> None:
+    """ShapeError if `model` cannot take (C, H, W) inputs: the stem's own limits, then (once
+    cnnzoo.analysis is imported, as the package does) every layer on meta tensors."""
+    if ANALYSIS.check_input is not None:
+        ANALYSIS.check_input(model, tuple(input_size))
+    elif hasattr(model, "check_input_size"):
+        model.check_input_size(tuple(input_size))
