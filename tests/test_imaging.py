@@ -50,8 +50,10 @@ def test_kernel_bank():
     g = get_kernel("gaussian:1.5:9")
     assert g.shape == (9, 9) and g.sum().item() == pytest.approx(1.0, abs=1e-6)
     assert torch.equal(g, g.T) and torch.equal(g, g.flip(0)) and g.argmax() == 40
-    with pytest.raises(CnnzooError, match="unknown kernel 'sobel'"):
-        get_kernel("sobel")
+    with pytest.raises(CnnzooError, match="'sobel' is the pair sobel-x and sobel-y"):
+        get_kernel("sobel")  # not one kernel: gradient_magnitude
+    with pytest.raises(CnnzooError, match=r"unknown kernel 'sobol'; choose from .*, sobel$"):
+        get_kernel("sobol")
     with pytest.raises(CnnzooError, match="bad kernel arguments"):
         get_kernel("box:x")
 
@@ -155,6 +157,23 @@ def test_gradient_magnitude_and_channels():
     assert torch.equal(filter2d(img[1], get_kernel("identity"), pad=1), img[1])
 
 
+def test_sobel_magnitude_by_hand():
+    # a vertical step edge (columns 2, 3 bright) whose bottom row is dark: a corner
+    img = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]],
+                       dtype=torch.float32)
+    # valid 3x3 windows: top ones see only the vertical edge (Gx 1+2+1 = 4, Gy 0);
+    # bottom-left: Gx = 1+2 = 3, Gy = 1; bottom-right: Gx = 1+2 = 3, Gy = 1+2 = 3
+    want = torch.tensor([[4.0, 4.0], [10**0.5, 18**0.5]])
+    assert torch.allclose(gradient_magnitude(img, pad=0), want)
+    # the same as the lectures' loop for Gx and Gy, with padding and stride
+    for p, mode in ((0, "zeros"), (1, "zeros"), (1, "replicate"), (1, "reflect")):
+        gx, gy = (reference_conv2d(img, get_kernel(k), pad=p, pad_mode=mode)
+                  for k in ("sobel-x", "sobel-y"))
+        assert torch.allclose(gradient_magnitude(img, mode, pad=p), (gx**2 + gy**2).sqrt())
+    with pytest.raises(CnnzooError, match="unknown kernel pair 'x'"):
+        gradient_magnitude(img, pair="x")
+
+
 # ---------------------------------------------------------------------------- files + CLI
 
 def _step_png(path, rgb=False):
@@ -206,6 +225,27 @@ def test_cli_filter_end_to_end(tmp_path, capsys):
     assert main(["filter", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "sobel-x" in listing and "gaussian5" in listing and "custom" in listing
+    assert any(line.startswith("sobel ") and "sqrt(Gx^2 + Gy^2)" in line
+               for line in listing.splitlines())
+
+
+def test_cli_sobel_edge_strength(tmp_path, capsys):
+    a = _step_png(tmp_path / "in.png")
+    out = tmp_path / "edges.png"
+    assert main(["filter", str(tmp_path / "in.png"), "--kernel", "sobel", "--pad", "same",
+                 "--pad-mode", "replicate", "-o", str(out)]) == 0
+    assert "kernel sobel 3x3" in capsys.readouterr().out
+    im = np.asarray(Image.open(out)).astype(int)
+    # the magnitude shown as |v| / max|v|: flat areas black, every edge bright whatever
+    # its direction (the square's left and right sides alike)
+    x = torch.from_numpy(a).float() / 255
+    want = gradient_magnitude(x, "replicate")
+    assert np.abs(im - (want / want.max() * 255).round().numpy()).max() <= 1
+    assert im[15, 0] == 0 and im[15, 25] == 0 and im[15, 14] > 150 and im[15, 15] > 150
+    assert im[7, 2] > 150 and im[7, 8] > 150 and im[4, 5] > 150  # the square's sides and top
+    with pytest.raises(SystemExit):
+        main(["filter", "--help"])
+    assert "sobel (edge strength sqrt(Gx^2 + Gy^2)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_errors_leave_nothing(tmp_path, capsys):

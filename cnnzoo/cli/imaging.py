@@ -12,11 +12,13 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("filter", help="filter an image with a kernel (edges, blur, ...)",
                        description="Slide a kernel over every channel of an image "
                        "(cross-correlation, like a CNN; --flip for true convolution) and "
-                       "write the result. Signed outputs (edges) are shown with 0 as mid-grey.")
+                       "write the result. Signed outputs (edges) are shown with 0 as mid-grey; "
+                       "--kernel sobel gives the edge strength sqrt(Gx^2 + Gy^2).")
     p.add_argument("image", nargs="?", type=Path, metavar="IMAGE")
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="a kernel from --list (e.g. sobel-x, gaussian5, gaussian:2, box:5), "
-                   "or 'custom' with --kernel-file")
+                   "sobel (edge strength sqrt(Gx^2 + Gy^2) of sobel-x and sobel-y), or "
+                   "'custom' with --kernel-file")
     p.add_argument("--kernel-file", type=Path, metavar="K.txt",
                    help="custom kernel: whitespace-separated rows of numbers")
     p.add_argument("--pad", default="0", metavar="N",
@@ -30,25 +32,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--gray", action="store_true", help="convert the image to grayscale first")
     p.add_argument("--display", default="auto", choices=["auto", "clip", "signed", "abs",
                                                          "minmax"],
-                   help="how outputs map to 0..255 (auto: 'signed' for kernels summing to 0, "
-                   "else 'clip')")
+                   help="how outputs map to 0..255 (auto: 'abs' for sobel, 'signed' for "
+                   "kernels summing to 0, else 'clip')")
     p.add_argument("-o", "--output", type=Path, metavar="OUT.png")
     p.add_argument("--list", action="store_true", help="print the kernel bank and exit")
     p.set_defaults(func=_filter)
 
 
 def _list() -> int:
-    from cnnzoo.imaging.filters import KERNELS, get_kernel
+    from cnnzoo.imaging.filters import KERNELS, PAIRS, get_kernel
 
-    for name, (_, desc) in KERNELS.items():
-        k = get_kernel(name)
+    rows = [(name, name, desc) for name, (_, desc) in KERNELS.items()]
+    rows += [(name, pair[0], desc) for name, (pair, desc) in PAIRS.items()]  # its kernels' size
+    for name, first, desc in rows:
+        k = get_kernel(first)
         print(f"{name:<10} {k.shape[0]}x{k.shape[1]:<3} {desc}")
     print("custom     --kernel-file K.txt (whitespace-separated rows)")
     return 0
 
 
 def _kernel(args):
-    from cnnzoo.imaging.filters import get_kernel, load_kernel_file
+    from cnnzoo.imaging.filters import PAIRS, get_kernel, load_kernel_file
 
     if args.kernel_file is not None:
         if args.kernel not in (None, "custom"):
@@ -58,6 +62,8 @@ def _kernel(args):
     if args.kernel in (None, "custom"):
         raise CnnzooError("--kernel NAME or --kernel-file K.txt is required "
                           "(see `cnnzoo filter --list`)")
+    if args.kernel in PAIRS:  # its first kernel stands for the pair's size
+        return get_kernel(PAIRS[args.kernel][0][0])
     return get_kernel(args.kernel)
 
 
@@ -76,23 +82,33 @@ def _padding(text: str, kernel) -> tuple[int, int]:
 
 
 def _filter(args) -> int:
-    from cnnzoo.imaging.filters import filter2d, load_image, save_image, to_display
+    from cnnzoo.imaging.filters import (
+        PAIRS,
+        filter2d,
+        gradient_magnitude,
+        load_image,
+        save_image,
+        to_display,
+    )
 
     if args.list:
         return _list()
     if args.image is None or args.output is None:
         raise CnnzooError("IMAGE and -o OUT.png are required (or --list)")
     kernel = _kernel(args)
+    pair = args.kernel if args.kernel in PAIRS and args.kernel_file is None else None
     pad = _padding(args.pad, kernel)
     img = load_image(args.image, "L" if args.gray else None)
     # strict=False: a photo need not tile the stride exactly; floor like PyTorch.
-    out = filter2d(img, kernel, stride=args.stride, pad=pad, pad_mode=args.pad_mode,
-                   value=args.pad_value, flip=args.flip, strict=False)
+    kw = dict(stride=args.stride, pad=pad, pad_mode=args.pad_mode, value=args.pad_value,
+              flip=args.flip, strict=False)
+    out = gradient_magnitude(img, pair=pair, **kw) if pair else filter2d(img, kernel, **kw)
     how = args.display
-    if how == "auto":  # zero-sum kernels (derivatives) give signed responses
-        how = "signed" if abs(float(kernel.sum())) < 1e-6 else "clip"
+    if how == "auto":  # a magnitude is >= 0; zero-sum kernels (derivatives) are signed
+        how = "abs" if pair else "signed" if abs(float(kernel.sum())) < 1e-6 else "clip"
     save_image(to_display(out, how), args.output)
+    name = f"{pair} " if pair else ""
     print(f"{args.image} {img.shape[-1]}x{img.shape[-2]} -> {args.output} "
-          f"{out.shape[-1]}x{out.shape[-2]} (kernel {kernel.shape[0]}x{kernel.shape[1]}, "
+          f"{out.shape[-1]}x{out.shape[-2]} (kernel {name}{kernel.shape[0]}x{kernel.shape[1]}, "
           f"pad {pad[0]} {args.pad_mode}, stride {args.stride}, display {how})")
     return 0

@@ -3,6 +3,7 @@
 from cnnzoo.imaging.filters import (
     KERNELS,
     PAD_MODES,
+    PAIRS,
     ImageError,
     KernelError,
     filter2d,
@@ -21,6 +22,7 @@ from cnnzoo.imaging.filters import (
 __all__ = [
     "KERNELS",
     "PAD_MODES",
+    "PAIRS",
     "ImageError",
     "KernelError",
     "filter2d",

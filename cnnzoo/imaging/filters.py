@@ -86,6 +86,14 @@ KERNELS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
 }
 
 
+# Not one kernel but a pair: the edge strength sqrt(Gx^2 + Gy^2) of its two responses
+# (`gradient_magnitude`), what the lectures mean by Sobel edge detection.
+PAIRS: dict[str, tuple[tuple[str, str], str]] = {
+    "sobel": (("sobel-x", "sobel-y"), "edge strength sqrt(Gx^2 + Gy^2) of sobel-x, sobel-y "
+              "(seed 001)"),
+}
+
+
 def list_kernels() -> list[str]:
     return list(KERNELS)
 
@@ -93,8 +101,12 @@ def list_kernels() -> list[str]:
 def get_kernel(spec: str) -> torch.Tensor:
     """A kernel from the bank by name; "gaussian:SIGMA[:SIZE]" and "box:N" take arguments."""
     name, *args = str(spec).split(":")
+    if name in PAIRS:
+        raise KernelError(f"{name!r} is the pair {' and '.join(PAIRS[name][0])}, not one "
+                          "kernel: use gradient_magnitude")
     if name not in KERNELS:
-        raise KernelError(f"unknown kernel {spec!r}; choose from {', '.join(KERNELS)}")
+        names = ", ".join([*KERNELS, *PAIRS])
+        raise KernelError(f"unknown kernel {spec!r}; choose from {names}")
     factory = KERNELS[name][0]
     try:
         if name == "gaussian" and len(args) <= 2:
@@ -244,10 +256,15 @@ def reference_conv2d(img: torch.Tensor, kernel, *, stride: int = 1, pad: int = 0
     return out.to(img.dtype if img.is_floating_point() else torch.float32)
 
 
-def gradient_magnitude(img: torch.Tensor, pad_mode: str = "reflect") -> torch.Tensor:
-    """Edge strength sqrt(gx^2 + gy^2) from the Sobel pair, same size as the input."""
-    gx = filter2d(img, get_kernel("sobel-x"), pad=1, pad_mode=pad_mode)
-    gy = filter2d(img, get_kernel("sobel-y"), pad=1, pad_mode=pad_mode)
+def gradient_magnitude(img: torch.Tensor, pad_mode: str = "reflect", *, pad=1,
+                       pair: str = "sobel", **filter_kw) -> torch.Tensor:
+    """Edge strength sqrt(gx^2 + gy^2) from a kernel pair (default Sobel), each response
+    computed by `filter2d` (`filter_kw`: stride, flip, ...). Same size as the input by default
+    (pad 1, reflect)."""
+    if pair not in PAIRS:
+        raise KernelError(f"unknown kernel pair {pair!r}; choose from {', '.join(PAIRS)}")
+    gx, gy = (filter2d(img, get_kernel(k), pad=pad, pad_mode=pad_mode, **filter_kw)
+              for k in PAIRS[pair][0])
     return torch.sqrt(gx**2 + gy**2)
 
 
