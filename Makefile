@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast lint bench data clean
+.PHONY: demo test test-fast lint bench data browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,11 +27,18 @@ data: $(STAMP)
 	fi
 	$(BIN)/cnnzoo data fetch fashion-mnist
 
+# Headless Chromium + ChromeDriver for the HTML report's browser tests (Debian packages).
+browser:
+	@if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+		|| echo "apt failed: the browser tests will be skipped"; \
+	fi
+
 demo: data
 	$(BIN)/cnnzoo demo
 
 # Everything, slow-marked tests included (about 5 minutes here); plain `pytest` runs the fast set.
-test: $(DEVSTAMP) data
+test: $(DEVSTAMP) data browser
 	$(BIN)/ruff check cnnzoo tests benchmarks
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
