@@ -114,3 +114,12 @@ def test_a_batch_of_only_unreadable_images(tmp_path):
     with pytest.raises(DataError, match=r"rank 1: every image of batch 1 is unreadable"), \
             pytest.warns(UserWarning):
         list(dl)
+
+
+def test_a_file_gone_since_the_scan_is_an_error_naming_it(tmp_path):
+    ds = ImageFolderDataset(make_folder(tmp_path / "pets"), image_size=8)
+    gone = ds.samples[0][0]
+    os.remove(gone)
+    img, label, err = ds[0]
+    assert err == f"{gone}: no such image file" and label == 0
+    assert img.shape == (3, 8, 8) and not img.any()

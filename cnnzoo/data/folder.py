@@ -10,28 +10,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from cnnzoo.data.images import ImageReadError, Preprocess, read_image
 from cnnzoo.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def _size(image_size) -> tuple[int, int]:
-    return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-
-
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Images under `root/<class>/`, each resized (shorter side) and centre-cropped to
-    `image_size`; item i is (uint8 [C,H,W], label, error message or "")."""
+    """Images under `root/<class>/`, each read by `cnnzoo.data.images.read_image` at
+    `image_size` (by default resized, shorter side, and centre-cropped; `resize`, `shorter`,
+    `interpolation` as in `Preprocess`); item i is (uint8 [C,H,W], label, error or "")."""
 
     def __init__(self, root, image_size=224, channels: int = 3, on_error: str = "skip",
-                 samples: list[tuple[str, int]] | None = None, classes: list[str] | None = None):
+                 samples: list[tuple[str, int]] | None = None, classes: list[str] | None = None,
+                 *, resize: str = "crop", shorter: int | None = None,
+                 interpolation: str = "bilinear"):
         self.root = Path(root).expanduser()
-        self.image_size = _size(image_size)
-        self.channels = channels
+        self.preprocess = Preprocess(image_size, channels, resize, shorter, interpolation)
+        self.image_size, self.channels = self.preprocess.size, channels
         if on_error not in ("skip", "raise"):
             raise DataError(f"on_error must be 'skip' or 'raise', got '{on_error}'")
         self.on_error = on_error
@@ -74,29 +72,20 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return (self.channels, *self.image_size)
 
     def decode(self, path: str) -> torch.Tensor:
-        h, w = self.image_size
-        with Image.open(path) as im:
-            im.draft("RGB" if self.channels == 3 else "L", (w, h))  # fast JPEG downscale
-            im = im.convert("RGB" if self.channels == 3 else "L")
-            s = max(h / im.height, w / im.width)
-            nh, nw = max(h, round(im.height * s)), max(w, round(im.width * s))
-            im = im.resize((nw, nh), Image.BILINEAR)
-            top, left = (nh - h) // 2, (nw - w) // 2
-            im = im.crop((left, top, left + w, top + h))
-            a = np.asarray(im, dtype=np.uint8)
-        a = a[:, :, None] if a.ndim == 2 else a
-        return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+        return read_image(path, self.preprocess)
 
     def __getitem__(self, i):
         path, label = self.samples[i]
         try:
             return self.decode(path), label, ""
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            return torch.zeros(self.image_shape, dtype=torch.uint8), label, f"{path}: {e}"
+        except ImageReadError as e:
+            return torch.zeros(self.image_shape, dtype=torch.uint8), label, f"{path}: {e.reason}"
 
     def subset(self, index, name: str | None = None) -> ImageFolderDataset:
-        d = ImageFolderDataset(self.root, self.image_size, self.channels, self.on_error,
-                               [self.samples[int(i)] for i in index], self.classes)
+        p = self.preprocess
+        d = ImageFolderDataset(self.root, p.size, p.channels, self.on_error,
+                               [self.samples[int(i)] for i in index], self.classes,
+                               resize=p.resize, shorter=p.shorter, interpolation=p.interpolation)
         d.name = name or self.name
         return d
 

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
 
-from cnnzoo.errors import DataError, ShapeError
+from cnnzoo.data.images import Preprocess, read_image
 from cnnzoo.evaluate.evaluate import Normalized, predict_proba
 
-_MODES = {1: "L", 3: "RGB"}
+# A folder run's dataset options for reading its photos: predict reads files the same way
+_FOLDER_KEYS = ("resize", "shorter", "interpolation")
 
 
-def load_image(path: str | os.PathLike, in_chans: int, size_hw) -> torch.Tensor:
-    """A file as float [C, H, W] in 0..1: converted to the run's channels, resized, centre-cropped.
-
-    Resizing keeps the aspect ratio (shorter side to the input size, then the centre crop),
-    the usual single-crop evaluation.
-    """
-    if in_chans not in _MODES:
-        raise ShapeError(f"predict supports runs with 1 or 3 input channels, not {in_chans}")
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert(_MODES[in_chans])
-            im = ImageOps.fit(im, (size_hw[1], size_hw[0]), method=Image.BILINEAR)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        # Pillow raises UnidentifiedImageError (an OSError) or truncation errors here
-        raise DataError(f"{path}: cannot read image ({e})") from None
-    arr = np.asarray(im, dtype=np.uint8).reshape(size_hw[0], size_hw[1], in_chans)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+def load_image(path: str | os.PathLike, in_chans: int, size_hw, **preprocess) -> torch.Tensor:
+    """A file as float [C, H, W] in 0..1, read by `cnnzoo.data.images.read_image` (EXIF
+    orientation, channels, resize; by default shorter side to the input size, then the
+    centre crop: the usual single-crop evaluation), as the folder dataset reads it."""
+    return read_image(path, Preprocess(size_hw, in_chans, **preprocess)).float() / 255
 
 
 def predict_images(
@@ -49,7 +32,9 @@ def predict_images(
     device = pick_device(device) if not isinstance(device, torch.device) else device
     model, config = load_run(run_dir, which=which, device=device)
     c, h, w = config["input_size"]
-    x = torch.stack([load_image(p, c, (h, w)) for p in paths])  # every file read before compute
+    kw = (config.get("dataset_kwargs") or {}) if config.get("dataset") == "folder" else {}
+    prep = {k: kw[k] for k in _FOLDER_KEYS if k in kw}
+    x = torch.stack([load_image(p, c, (h, w), **prep) for p in paths])  # all read before compute
     classes = config.get("classes") or [str(i) for i in range(config["num_classes"])]
     net = Normalized(model, config["mean"], config["std"])
     batches = [(x[i:i + 64].to(device), torch.zeros(len(x[i:i + 64]))) for i in
