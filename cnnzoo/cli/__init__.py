@@ -14,7 +14,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.registry import UnknownModelError
 
 # Sub-modules that contribute subcommands, in the order `cnnzoo -h` lists them.
-_MODULES = ["models", "analysis", "data", "train", "evaluate", "demo", "imaging"]
+_MODULES = ["models", "analysis", "data", "train", "evaluate", "demo", "imaging", "casestudy"]
 
 
 class _Parser(argparse.ArgumentParser):
