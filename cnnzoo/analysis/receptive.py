@@ -1,10 +1,13 @@
 """Receptive field and effective stride ("jump"), propagated through every tensor op.
 
-A conv or pool with kernel k, stride s, dilation d maps (rf, jump) to
-(rf + (k - 1) * d * jump, jump * s) per axis; an op that merges tensors (add, cat, mul)
-takes the largest field of its inputs, so branching networks (Inception, ResNet, DenseNet)
-get the field of their widest path. An op that collapses the spatial grid (global pooling,
-flatten before a fully-connected layer) sees the whole feature map.
+A conv or pool with kernel k, stride s, padding p, dilation d maps (rf, jump, start) to
+(rf + (k - 1) * d * jump, jump * s, start - p * jump) per axis, where `start` is the input
+coordinate of the first pixel in the field of unit 0 (negative with padding): unit i sees
+input pixels start + i * jump ... start + i * jump + rf - 1 (a padding op shifts start the
+same way; a transposed conv with stride 1 pads by (k - 1) * d - p). An op that merges
+tensors (add, cat, mul) takes the union of its inputs' fields, so branching networks
+(Inception, ResNet, DenseNet) get the field of their widest path. An op that collapses the
+spatial grid (global pooling, flatten before a fully-connected layer) sees the whole map.
 
 Upsampling (transposed conv, interpolate, pixel shuffle, adaptive pooling with uneven bins)
 breaks that closed form: how many coarse pixels a window of fine pixels touches depends on
@@ -31,10 +34,14 @@ import torch
 
 # Ops whose output pixels depend on input pixels in a data- or layout-dependent way.
 UNTRACKED_OPS = {"grid_sampler_2d", "grid_sampler_3d", "im2col", "col2im"}
+# Ops that add (or, negative, remove) rows and columns around the map: they move the start.
+PAD_OPS = {"constant_pad_nd", "reflection_pad2d", "replication_pad2d", "reflection_pad3d",
+           "replication_pad3d"}
 
 
 class RF(NamedTuple):
-    """Receptive field (pixels of the input) and effective stride, per axis (H, W).
+    """Receptive field (pixels of the input), effective stride and the start of unit 0's
+    field (input coordinate, negative with padding), per axis (H, W).
 
     Values are ints, or Fractions after upsampling. RF.NA (all zero) means "not tracked".
     """
@@ -43,21 +50,33 @@ class RF(NamedTuple):
     rf_w: int | Fraction = 1
     jump_h: int | Fraction = 1
     jump_w: int | Fraction = 1
+    start_h: int | Fraction = 0
+    start_w: int | Fraction = 0
 
     @property
     def na(self) -> bool:
         return self.rf_h == 0
 
-    def after(self, kernel, stride, dilation=(1, 1)) -> RF:
+    def after(self, kernel, stride, dilation=(1, 1), padding=(0, 0)) -> RF:
         if self.na:
             return self
-        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
         return RF(
             self.rf_h + (kh - 1) * dh * self.jump_h,
             self.rf_w + (kw - 1) * dw * self.jump_w,
             self.jump_h * sh,
             self.jump_w * sw,
+            self.start_h - ph * self.jump_h,
+            self.start_w - pw * self.jump_w,
         )
+
+    def shifted(self, top, left) -> RF:
+        """The field after `top` rows / `left` columns are added before the map (padding;
+        negative: cropped away), which moves where unit 0 starts."""
+        if self.na:
+            return self
+        return self._replace(start_h=self.start_h - top * self.jump_h,
+                             start_w=self.start_w - left * self.jump_w)
 
     def whole(self, h: int, w: int) -> RF:
         """A unit that sees the whole h x w feature map (global pool, FC after flatten)."""
@@ -78,7 +97,7 @@ class RF(NamedTuple):
         return h if h == w else f"{h}x{w}"
 
 
-RF.NA = RF(0, 0, 0, 0)
+RF.NA = RF(0, 0, 0, 0, 0, 0)
 
 
 def _num(v) -> int | str:
@@ -147,12 +166,15 @@ class Node:
         h, w = _num(self.jump_h), _num(self.jump_w)
         return h if h == w else f"{h}x{w}"
 
-    def after(self, kernel, stride, dilation=(1, 1)) -> Node:
+    def after(self, kernel, stride, dilation=(1, 1), padding=None) -> Node:
         return Node("window", [self], tuple(zip(kernel, stride, dilation)),
                     (self.jump_h * stride[0], self.jump_w * stride[1]))
 
     def whole(self, h: int, w: int) -> Node:
         return Node("whole", [self], (h, w), (self.jump_h * h, self.jump_w * w))
+
+    def shifted(self, top, left) -> Node:
+        return self  # a Node tracks extents only, not where a field starts
 
 
 def _extent(field, axis: int, r: int) -> int:
@@ -163,7 +185,8 @@ def _extent(field, axis: int, r: int) -> int:
 
 
 def merge(fields) -> RF | Node:
-    """The field of an op combining tensors: the largest field and stride of its inputs."""
+    """The field of an op combining tensors: the union of its inputs' fields (the largest
+    when they are nested, as in every branch that pads by (k - 1) / 2), the largest stride."""
     fields = list({id(f): f for f in fields}.values())
     if not fields:
         return RF()
@@ -174,7 +197,24 @@ def merge(fields) -> RF | Node:
     if any(isinstance(f, Node) for f in fields):
         return Node("merge", fields, (None, None),
                     (max(f.jump_h for f in fields), max(f.jump_w for f in fields)))
-    return RF(*(max(f[i] for f in fields) for i in range(4)))
+    start_h, start_w = min(f.start_h for f in fields), min(f.start_w for f in fields)
+    return RF(max(f.start_h + f.rf_h for f in fields) - start_h,
+              max(f.start_w + f.rf_w for f in fields) - start_w,
+              max(f.jump_h for f in fields), max(f.jump_w for f in fields), start_h, start_w)
+
+
+def _sliced(src, x: torch.Tensor, args) -> RF | Node:
+    """x[..., a:b:step] along H or W: the kept rows start at a; a step > 1 is a stride."""
+    dim = int(args[1]) % x.ndim
+    size = int(x.shape[dim])
+    begin = int(args[2]) if len(args) > 2 and args[2] is not None else 0
+    begin = min(max(begin + size if begin < 0 else begin, 0), size)
+    step = int(args[4]) if len(args) > 4 else 1
+    on_h = dim == x.ndim - 2
+    src = src.shifted(-begin if on_h else 0, 0 if on_h else -begin)
+    if step == 1:
+        return src
+    return src.after((1, 1), (step, 1) if on_h else (1, step))
 
 
 def _upsampled(src, kind: str, params: tuple, scale: tuple) -> RF | Node:
@@ -278,16 +318,23 @@ def propagate(func, args, inputs: list[tuple[torch.Tensor, RF | Node]], out: tor
     if win is not None:
         if len(win.kernel) < 2 or src.na:
             return RF.NA
-        k, s, d = win.kernel[-2:], win.stride[-2:], win.dilation[-2:]
-        if win.kind == "transposed" and s != (1, 1):
-            return _upsampled(src, "transposed", tuple(zip(k, s, d)),
-                              tuple(Fraction(1, v) for v in s))
+        k, s, d, p = win.kernel[-2:], win.stride[-2:], win.dilation[-2:], win.padding[-2:]
+        if win.kind == "transposed":
+            if s != (1, 1):
+                return _upsampled(src, "transposed", tuple(zip(k, s, d)),
+                                  tuple(Fraction(1, v) for v in s))
+            p = tuple((kk - 1) * dd - pp for kk, dd, pp in zip(k, d, p))  # output i reads i - p..
         if win.kind == "adaptive" and any(isinstance(v, Fraction) for v in s):
             sizes, outs = x.shape[-2:], out.shape[-2:]
             return _upsampled(src, "adaptive", tuple(zip(map(int, sizes), map(int, outs))), s)
-        return src.after(k, s, d)
+        return src.after(k, s, d, p)
     if op in UNTRACKED_OPS:
         return RF.NA
+    if op in PAD_OPS and x is not None and x.ndim >= 4:  # pad list: W's (left, right), H's
+        pad = [int(v) for v in args[1]] + [0, 0, 0, 0]
+        return src.shifted(pad[2], pad[0])
+    if op == "slice" and x is not None and x.ndim >= 4 and int(args[1]) % x.ndim >= x.ndim - 2:
+        return _sliced(src, x, args)
     if op.startswith(("upsample_", "_upsample_")) and x is not None:
         taps = _resample_taps(op)
         if taps is None:
