@@ -15,18 +15,13 @@ differ from the published ones): the parsers validate every byte they read inste
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnzoo.errors import DataError
-from cnnzoo.utils.io import atomic_path
-
-TIMEOUT = 30.0  # seconds per network read; a stalled mirror should not hang a run
+from cnnzoo.utils import download as _download
+from cnnzoo.utils.download import TIMEOUT, cache_dir
 
 
 @dataclass(frozen=True)
@@ -88,14 +83,6 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def cache_dir() -> Path:
-    """The user cache: `$CNNZOO_CACHE`, else `$XDG_CACHE_HOME/cnnzoo`, else ~/.cache/cnnzoo."""
-    if os.environ.get("CNNZOO_CACHE"):
-        return Path(os.environ["CNNZOO_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "cnnzoo"
-
-
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for `name`'s files, in order."""
     dirs: list[Path] = []
@@ -128,36 +115,17 @@ def find_local(name: str, data_dir=None) -> Path | None:
     return None
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT) -> Path:
-    """Fetch `url` to `dest` through a temp file; rename only when complete and md5-verified.
+    """Fetch `url` to `dest` (cnnzoo.utils.download: a temp `.part`, resumed if the
+    connection drops, renamed only when complete and md5-verified).
 
     A failed, interrupted or mismatching download leaves nothing behind; so does a cache
     folder that cannot be written (the error names it).
     """
     try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-                expected = r.headers.get("Content-Length")
-                size = 0
-                for chunk in iter(lambda: r.read(1 << 20), b""):
-                    f.write(chunk)
-                    size += len(chunk)
-            if expected is not None and size != int(expected):
-                raise DataError(f"{url}: download interrupted ({size} of {expected} bytes)")
-            got = md5sum(tmp)
-            if got != md5:
-                raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); "
-                                "discarded")
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise DataError(f"{url}: download failed: {e}") from e
+        _download.download(url, dest, md5, algorithm="md5", keep_partial=False, timeout=timeout)
+    except _download.DownloadError as e:
+        raise DataError(str(e)) from e
     return dest
 
 

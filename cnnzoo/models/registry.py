@@ -132,6 +132,7 @@ def create_model(
     in_chans: int | None = None,
     *,
     input_size: tuple[int, int, int] | None = None,
+    pretrained: bool = False,
     **knobs,
 ) -> nn.Module:
     """Build a registered network. Unknown knobs are an error naming the accepted ones.
@@ -140,7 +141,16 @@ def create_model(
     and 3 channels for the ImageNet nets, 10 classes and 1 channel for LeNet-5, ...).
     `input_size=(C, H, W)` also checks, on meta tensors, that the model can take inputs of
     that size: a ShapeError naming the layer and the numbers if not.
+    `pretrained=True` loads the network's published ImageNet weights (cnnzoo.models.weights:
+    downloaded once into the user cache, re-hashed in full on every load) and sets
+    `model.pretrained_cfg` (preprocessing, class names, published top-1). With a
+    `num_classes` other than the weights' 1000 the classifier is then reset
+    (`model.reset_classifier(num_classes)`): a fresh head on the pretrained body.
     """
+    if pretrained:  # weights.py builds the network the weights are for, then loads them
+        from cnnzoo.models.weights import create_pretrained
+
+        return create_pretrained(name, num_classes, in_chans, input_size=input_size, **knobs)
     info = model_info(name)
     if num_classes is not None:
         knobs["num_classes"] = num_classes
