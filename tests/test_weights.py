@@ -499,3 +499,42 @@ def test_images_are_read_with_the_weights_own_preprocessing(tmp_path):
     assert (p.size, p.shorter, p.interpolation) == ((299, 299), 342, "bilinear")
     p = preprocess_of(weights.pretrained_cfg("inception_resnet_v2"))
     assert (p.size, p.shorter, p.interpolation) == ((299, 299), 333, "bicubic")
+
+
+# -------------------------------------------------------------------------------- the CLI
+def test_cli_weights_fetch_verify_list(server, monkeypatch, resnet20_sd, capsys):
+    from cnnzoo.cli import main
+
+    handler, url = server
+    blob = _pth(resnet20_sd)
+    entry = _serve(monkeypatch, handler, url, "resnet20", blob)
+    path = weights.weights_path("resnet20")
+    assert main(["weights", "fetch", "resnet20"]) == 0
+    full = hashlib.sha256(blob).hexdigest()
+    assert capsys.readouterr().out == f"resnet20: {path}\n  sha256 {full} (verified)\n"
+    assert main(["weights", "verify", "resnet20"]) == 0
+    assert capsys.readouterr().out == f"resnet20: ok  sha256 {full}  {path}\n"
+    assert main(["weights", "list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["resnet20"][:4] == ["resnet20", "50.000", "32/32", "bilinear"]
+    assert rows["resnet50"][1:5] == ["76.130", "256/224", "bilinear", "-"]
+    assert rows["googlenet"][4] == "tf" and rows["inception_v4"][2:4] == ["341/299", "bicubic"]
+    path.write_bytes(blob[:-10])
+    assert main(["weights", "verify", "resnet20"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and entry.url in err and "checksum mismatch" in err
+    assert not path.exists()
+
+
+def test_cli_predict_pretrained_prints_imagenet_names(server, monkeypatch, tabby_squeezenet,
+                                                      tmp_path, capsys):
+    from cnnzoo.cli import main
+
+    handler, url = server
+    _serve(monkeypatch, handler, url, "squeezenet1_1", _pth(tabby_squeezenet))
+    img = _photo(tmp_path / "cat.jpg")
+    assert main(["predict", "--pretrained", "squeezenet1_1", str(img), "--topk", "3",
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(img) and len(lines) == 4
+    assert re.fullmatch(r"\s+\d+\.\d\d%  tabby", lines[1])

@@ -23,7 +23,10 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="classify image files with a trained run")
-    p.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    p.add_argument("run", type=Path, metavar="RUN", help="run folder (a model name with "
+                   "--pretrained)")
+    p.add_argument("--pretrained", action="store_true", help="RUN is a model name: use its "
+                   "published ImageNet weights, with their own preprocessing")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("--topk", type=positive_int, default=5, help="classes to show (default 5)")
     p.add_argument("--which", choices=["best", "last"], default="best")
@@ -56,9 +59,15 @@ def _eval(args) -> int:
 
 def _predict(args) -> int:
     from cnnzoo.evaluate import predict_images
+    from cnnzoo.evaluate.pretrained import predict_pretrained
 
-    for path, top in predict_images(args.run, args.images, topk=args.topk, which=args.which,
-                                    device=args.device):
+    if args.pretrained:
+        results = predict_pretrained(str(args.run), args.images, topk=args.topk,
+                                     device=args.device)
+    else:
+        results = predict_images(args.run, args.images, topk=args.topk, which=args.which,
+                                 device=args.device)
+    for path, top in results:
         print(path)
         for name, p in top:
             print(f"  {100 * p:6.2f}%  {name}")

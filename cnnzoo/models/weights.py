@@ -145,7 +145,7 @@ def _timm(hub: str, top1: float, crop_pct: float, key_map) -> Weights:
     """timm `<hub>` (`hf_hub_id` 'timm/'): 299 px, resize floor(299 / crop_pct), bicubic,
     mean = std = 0.5 (timm's IMAGENET_INCEPTION_MEAN/STD). No hash is published."""
     return Weights(url=_HF.format(hub), file=f"{hub}.safetensors", sha256=None,
-                   origin=f"timm {hub} (Hugging Face hub timm/{hub})", top1=top1,
+                   origin=f"timm/{hub} (Hugging Face hub)", top1=top1,
                    top1_source=_TIMM_TOP1.format(hub, crop_pct), crop=299,
                    resize=math.floor(299 / crop_pct), interpolation="bicubic", mean=INCEPTION_MEAN,
                    std=INCEPTION_STD, key_map=key_map)
