@@ -283,13 +283,18 @@ def build_augment(spec: str | None, image_size=(32, 32), channels: int = 3, pca_
     return Augment(steps, spec, (h, w))
 
 
-def tta_views(x: torch.Tensor, mode: str = "none", crop=None):
+TTA_VIEWS = {"none": 1, "center": 1, "flip": 2, "10crop": 10}  # views per mode
+
+
+def tta_views(x: torch.Tensor, mode: str = "none", crop=None, views=None):
     """Test-time views of a batch, views-major: (views [V*B,C,h,w], V).
 
     none: the batch (center-cropped to `crop` if given); flip: + its mirror; 10crop:
     4 corners + centre and their mirrors (Krizhevsky et al. 2012). With crop=None, 10crop
     zero-pads by H//8 and takes HxW windows, matching the training-time `crop:H//8`.
     Average the model's outputs with `out.view(V, B, -1).mean(0)`.
+    `views`: indices of the views to make (default all, in the order above), so views can
+    be processed a chunk at a time: memory for the chunk, not for all V.
     """
     b, c, h, w = x.shape
     if crop is None:
@@ -302,15 +307,17 @@ def tta_views(x: torch.Tensor, mode: str = "none", crop=None):
         h, w = h + 2 * pad, w + 2 * pad
     if ch > h or cw > w:
         raise DataError(f"tta: crop {ch}x{cw} does not fit {h}x{w} images")
+    if mode not in TTA_VIEWS:
+        raise DataError(f"tta: unknown mode '{mode}' (none, center, flip, 10crop)")
     ty, tx = (h - ch) // 2, (w - cw) // 2
-    center = x[:, :, ty : ty + ch, tx : tx + cw]
-    if mode in ("none", "center"):
-        return center, 1
-    if mode == "flip":
-        return torch.cat([center, center.flip(3)]), 2
-    if mode == "10crop":
-        corners = [x[:, :, :ch, :cw], x[:, :, :ch, w - cw :], x[:, :, h - ch :, :cw],
-                   x[:, :, h - ch :, w - cw :], center]
-        five = torch.cat(corners)
-        return torch.cat([five, five.flip(3)]), 10
-    raise DataError(f"tta: unknown mode '{mode}' (none, center, flip, 10crop)")
+    corners = ([(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)] if mode == "10crop"
+               else [])
+    windows = [(y0, x0, False) for y0, x0 in corners + [(ty, tx)]]
+    if mode in ("flip", "10crop"):
+        windows += [(y0, x0, True) for y0, x0, _ in windows]
+    out = []
+    for i in range(len(windows)) if views is None else views:
+        y0, x0, mirror = windows[i]
+        v = x[:, :, y0 : y0 + ch, x0 : x0 + cw]
+        out.append(v.flip(3) if mirror else v)
+    return (out[0] if len(out) == 1 else torch.cat(out)), len(out)

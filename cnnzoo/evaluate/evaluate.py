@@ -54,13 +54,23 @@ class Normalized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def make_views(x: torch.Tensor, tta: str) -> tuple[torch.Tensor, int]:
-    """Views-major TTA batch [V*B, C, H, W] of 0..1 images, and V (crops keep x's size)."""
+def view_count(tta: str) -> int:
+    """The number of views `tta` makes of each image."""
+    from cnnzoo.data.augment import TTA_VIEWS
+
+    if tta not in TTA_MODES:
+        raise ValueError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    return TTA_VIEWS[tta]
+
+
+def make_views(x: torch.Tensor, tta: str, views=None) -> tuple[torch.Tensor, int]:
+    """Views-major TTA batch [V*B, C, H, W] of 0..1 images, and V (crops keep x's size);
+    `views`: only those view indices (see `tta_views`)."""
     from cnnzoo.data import tta_views
 
     if tta not in TTA_MODES:
         raise ValueError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-    return tta_views(x, tta)  # 10crop: pads by H//8, crops back to H x W (module doc)
+    return tta_views(x, tta, views=views)  # 10crop: pads by H//8, crops back to H x W
 
 
 @torch.no_grad()
@@ -72,13 +82,12 @@ def predict_proba(models, loader, tta: str = "none") -> tuple[torch.Tensor, torc
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
     probs, labels = [], []
+    v = view_count(tta)
     for x, y in loader:
-        views, v = make_views(x, tta)
-        b = x.shape[0]
         p = 0.0
         for m in models:
             for i in range(v):  # one view at a time: TTA costs time, not memory
-                p = p + F.softmax(main_logits(m(views[i * b:(i + 1) * b])).float(), dim=1)
+                p = p + F.softmax(main_logits(m(make_views(x, tta, [i])[0])).float(), dim=1)
         probs.append((p / (v * len(models))).cpu())
         labels.append(torch.as_tensor(y).cpu())
     return torch.cat(probs), torch.cat(labels)
@@ -99,6 +108,19 @@ def check_dataset(ds, config: dict, run_dir: Path) -> None:
         )
 
 
+def test_set(config: dict, dataset: str | None = None, data_dir: str | None = None):
+    """The test split a run is evaluated on: `dataset` (default the run's own), read with
+    the run's dataset options when it is the run's dataset."""
+    from cnnzoo.data import load_dataset
+
+    name = dataset or config["dataset"]
+    kw = dict(config.get("dataset_kwargs") or {}) if name == config["dataset"] else {}
+    if name == "folder":  # labels by the run's class names, images at its input size
+        kw |= {"classes": config["classes"], "image_size": config["input_size"][1:],
+               "channels": config["input_size"][0]}
+    return load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"), **kw)
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -114,7 +136,7 @@ def evaluate_run(
     `dataset`: a name (default: the run's own dataset, test split) or an ArrayDataset.
     Returns the JSON summary (with the output paths under "files").
     """
-    from cnnzoo.data import build_loader, load_dataset
+    from cnnzoo.data import build_loader
     from cnnzoo.train.checkpoint import load_run
     from cnnzoo.utils.device import pick_device
     from cnnzoo.viz.plots import plot_confusion
@@ -125,13 +147,7 @@ def evaluate_run(
     device = pick_device(device) if not isinstance(device, torch.device) else device
     model, config = load_run(run_dir, which=which, device=device)
     if dataset is None or isinstance(dataset, str):
-        name = dataset or config["dataset"]
-        kw = dict(config.get("dataset_kwargs") or {}) if name == config["dataset"] else {}
-        if name == "folder":  # labels by the run's class names, images at its input size
-            kw |= {"classes": config["classes"], "image_size": config["input_size"][1:],
-                   "channels": config["input_size"][0]}
-        dataset = load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"),
-                               **kw)
+        dataset = test_set(config, dataset, data_dir)
     check_dataset(dataset, config, run_dir)
 
     c = config["input_size"][0]
