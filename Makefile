@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast lint bench data browser clean
+.PHONY: demo test test-fast lint bench data browser casestudies clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,10 @@ lint: $(DEVSTAMP)
 bench: $(STAMP) data
 	for s in bench_augment bench_loader bench_memory_format bench_train; do \
 		$(BIN)/python benchmarks/$$s.py || exit 1; done
+
+# The case studies' small-budget reports (minutes each, one after another; not part of test).
+casestudies: $(STAMP) data
+	$(BIN)/cnnzoo casestudy all --budget small --out docs/casestudies
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

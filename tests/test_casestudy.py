@@ -44,6 +44,22 @@ def test_report_structure_at_tiny_budget(name, tmp_path):
         assert f"({plot})" in md
     if res["verdict"] != CONFIRMED:
         assert "**Why it might not hold here:**" in md
+    _sane(res["data"])
+
+
+def _sane(obj, key=""):
+    """Every number a study keeps is finite (no null from a NaN); accuracies and error rates
+    are fractions."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _sane(v, f"{key}/{k}")
+    elif isinstance(obj, list):
+        for v in obj:
+            _sane(v, key)
+    else:
+        assert obj is not None, f"{key}: not finite"
+        if isinstance(obj, float) and ("acc" in key or "error" in key):
+            assert 0.0 <= obj <= 1.0, f"{key}: {obj} is not a fraction"
 
 
 def test_bottleneck_counts_are_the_seeds(tmp_path):
@@ -64,3 +80,124 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     with pytest.raises(StudyError):
         run_study("bottleneck", budget="full", seeds=0, out=tmp_path / "z")
+
+
+# --- per-study sanity: the numbers each study rests on, checked without training ---------
+
+def test_small_filters_weights_and_receptive_field():
+    import torch
+
+    from cnnzoo.casestudy.small_filters import block, conv_weights
+
+    c = 8
+    assert conv_weights(block(c, stacked=True)) == 27 * c * c
+    assert conv_weights(block(c, stacked=False)) == 49 * c * c
+    for stacked in (True, False):  # the centre output sees exactly a 7x7 input window
+        b = block(c, stacked).eval()
+        x = torch.randn(1, c, 15, 15, requires_grad=True)
+        b(x)[0, :, 7, 7].sum().backward()
+        seen = (x.grad.abs().sum(1)[0] > 0).nonzero()
+        assert seen.min(0).values.tolist() == [4, 4] and seen.max(0).values.tolist() == [10, 10]
+
+
+def test_depth_width_cardinality_macs_are_matched():
+    from cnnzoo.analysis import profile
+    from cnnzoo.casestudy.depth_width_cardinality import MAC_TOLERANCE, NETS, bottleneck_net
+
+    base = profile(bottleneck_net(2, 10, 1), (1, 28, 28), training=False).macs
+    macs = [profile(bottleneck_net(b, 10, 1, groups=g, width_per_group=d), (1, 28, 28),
+                    training=False).macs for b, g, d in NETS.values()]
+    assert max(macs) / min(macs) - 1 <= MAC_TOLERANCE
+    assert all(1.6 < m / base < 2.2 for m in macs), "each spends about twice the base"
+
+
+def test_stochastic_depth_paper_form_skips_whole_batches():
+    import torch
+
+    from cnnzoo.casestudy.stochastic_depth import P_L, paper_form
+    from cnnzoo.models.resnet import cifar_resnet, survival_probs
+
+    m = paper_form(14, 10, 1)
+    blocks = [b for s in (m.layer1, m.layer2, m.layer3) for b in s]
+    assert [b.p for b in blocks] == survival_probs(cifar_resnet(14, stochastic_depth=P_L))
+    b = blocks[1]  # no downsampling: a dropped block passes its input unchanged
+    x = torch.relu(torch.randn(4, 16, 8, 8))
+    calls = []
+    hook = b.block.conv1.register_forward_hook(lambda *a: calls.append(1))
+    b.train()
+    b.p = 0.0
+    assert torch.equal(b(x), x) and not calls, "dropped: no convolution computed"
+    b.p = 1.0
+    b.block.train()
+    assert torch.allclose(b(x), b.block(x)) and calls
+    hook.remove()
+    b.eval()
+    b.p = 0.25  # test time: the branch scaled by its survival
+    blk = b.block.eval()
+    branch = blk.bn2(blk.conv2(blk.relu1(blk.bn1(blk.conv1(x)))))
+    assert torch.allclose(b(x), torch.relu(x + 0.25 * branch), atol=1e-6)
+
+
+def test_ensembles_of_paths_deletes_the_right_blocks():
+    import torch
+
+    from cnnzoo.casestudy import common
+    from cnnzoo.casestudy.core import Context
+    from cnnzoo.casestudy.ensembles_of_paths import blocks, reestimate_bn
+    from cnnzoo.models.resnet import cifar_resnet
+
+    for residual in (True, False):
+        names = [n for _, _, n in blocks(cifar_resnet(20, residual=residual))]
+        assert names == ["1.0", "1.1", "1.2", "2.1", "2.2", "3.1", "3.2"]
+    ctx = Context("tiny", 1, None, torch.device("cpu"))
+    data = common.load(ctx, 4, 2)
+    m = cifar_resnet(8, data.num_classes, 1).eval()
+    before = {n: b.running_mean.clone() for n, b in m.named_modules()
+              if isinstance(b, torch.nn.BatchNorm2d)}
+    reestimate_bn(m, "layer2.0", data, ctx.device, 32)
+    after = {n: b.running_mean for n, b in m.named_modules()
+             if isinstance(b, torch.nn.BatchNorm2d)}
+    assert all(torch.equal(before[n], after[n]) for n in before if not n.startswith(
+        ("layer2", "layer3"))), "layers before the deletion keep their statistics"
+    assert not torch.equal(before["layer3.0.bn1"], after["layer3.0.bn1"])
+
+
+def test_ensembling_views_none_and_flip_are_the_image():
+    import torch
+
+    from cnnzoo.casestudy.ensembling import MODES
+    from cnnzoo.data import tta_views
+
+    x = torch.rand(2, 1, 28, 28)
+    views = [tta_views(x, "10crop", views=[v])[0] for v in range(10)]
+    assert [torch.equal(views[v], x) for v in MODES["none"]] == [True]
+    assert torch.equal(views[MODES["flip"][1]], x.flip(3))
+
+
+def test_initialisation_variances_at_init():
+    import torch
+
+    from cnnzoo.casestudy.initialisation import BAD, GOOD, mlp, variances
+
+    torch.manual_seed(0)
+    x = torch.randn(500, 784)
+    for act in ("tanh", "relu"):
+        bad = variances(mlp(act, BAD, 784, 10), x)
+        good = variances(mlp(act, GOOD[act], 784, 10), x)
+        assert len(bad) == len(good) == 10
+        assert bad[-1] < 1e-6 * bad[0], "small random weights: the variance vanishes"
+        assert good[-1] > 0.1 * good[0], "Xavier (tanh) / He (ReLU): it is preserved"
+
+
+def test_lenet_then_now_variants():
+    import torch
+
+    from cnnzoo.casestudy.lenet_then_now import _variants
+
+    v = _variants(28)
+    nets = {k: b(10, 1) for k, (b, _) in v.items()}
+    counts = [sum(p.numel() for p in n.parameters()) for n in nets.values()]
+    assert all(55_000 < n < 65_000 for n in counts), "about 60,000 parameters (seed 002)"
+    modern = list(nets.values())[-1]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in modern.modules()) == 3
+    assert list(v.values())[0][1] is None and list(v.values())[-1][1]

@@ -10,11 +10,26 @@ import sys
 import time
 from pathlib import Path
 
-from cnnzoo.casestudy import bottleneck
+from cnnzoo.casestudy import (
+    bottleneck,
+    degradation,
+    depth_width_cardinality,
+    ensembles_of_paths,
+    ensembling,
+    initialisation,
+    lenet_then_now,
+    small_filters,
+    stochastic_depth,
+)
 from cnnzoo.casestudy.core import BUDGETS, Context, Study, StudyError, write_report
 from cnnzoo.utils.device import pick_device
 
-STUDIES: dict[str, Study] = {s.name: s for s in (bottleneck.STUDY,)}
+# In the order.
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    degradation.STUDY, initialisation.STUDY, bottleneck.STUDY, small_filters.STUDY,
+    depth_width_cardinality.STUDY, stochastic_depth.STUDY, ensembles_of_paths.STUDY,
+    ensembling.STUDY, lenet_then_now.STUDY,
+)}
 
 
 def get_study(name: str) -> Study:

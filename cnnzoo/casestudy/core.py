@@ -52,13 +52,16 @@ class Rule:
     confirmed if d > max(margin, noise); not confirmed if d < -noise, or if the noise is small
     but d does not reach the margin; inconclusive when |d| is within the noise. Written down
     before the run, printed in the report as `text`.
+    `slack` turns it into "`a` is not below `b` by more than `slack`" (d + slack is judged),
+    for claims that something does *not* get worse.
     """
 
     text: str
     margin: float = 0.0
+    slack: float = 0.0
 
     def judge(self, a: list[float], b: list[float]) -> tuple[str, float, float]:
-        d = mean(a) - mean(b)
+        d = mean(a) - mean(b) + self.slack
         noise = spread(a) + spread(b)
         if d > max(self.margin, noise):
             return CONFIRMED, d, noise
@@ -182,6 +185,13 @@ def _inline_md(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
 
 
+def _html_para(p: str) -> str:
+    """A paragraph, or a listing when indented by four spaces (markdown's code block)."""
+    if p.startswith("    "):
+        return f"<pre>{html.escape(chr(10).join(ln[4:] for ln in p.splitlines()))}</pre>"
+    return f"<p>{_inline_md(p)}</p>"
+
+
 CSS = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;"
        "color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
        "padding:.2em .6em;text-align:right}th{background:#f3f3f3}img{max-width:100%}"
@@ -203,7 +213,7 @@ def _html_table(rows: list[dict]) -> str:
 def report_html(study: Study, f: Finding, meta: dict) -> str:
     """One self-contained page: the PNGs inlined as data URIs, no script, no network."""
     cls = {CONFIRMED: "confirmed", NOT_CONFIRMED: "not"}.get(f.verdict, "inconclusive")
-    para = lambda s: "".join(f"<p>{_inline_md(p)}</p>" for p in s.split("\n\n") if p)  # noqa: E731
+    para = lambda s: "".join(_html_para(p) for p in s.split("\n\n") if p)  # noqa: E731
     imgs = "".join(f'<p><img alt="{html.escape(n)}" src="data:image/png;base64,'
                    f'{base64.b64encode(png).decode()}"></p>' for n, png in f.plots.items())
     caveat = (f"<h2>Why it might not hold here</h2>{para(f.caveat)}"
