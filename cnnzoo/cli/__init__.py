@@ -14,8 +14,8 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models.registry import UnknownModelError
 
 # Sub-modules that contribute subcommands, in the order `cnnzoo -h` lists them.
-_MODULES = ["models", "analysis", "data", "train", "evaluate", "demo", "imaging", "casestudy",
-            "viz", "weights"]
+_MODULES = ["models", "analysis", "data", "train", "evaluate", "report", "demo", "imaging",
+            "casestudy", "viz", "weights"]
 
 
 class _Parser(argparse.ArgumentParser):
