@@ -101,8 +101,8 @@ def test_lenet_takes_28_and_32_pixels(name):
         assert m(torch.randn(2, 1, 32, 32)).shape == (2, 10)
         # 28x28 is zero-padded to 32x32, as LeCun et al. did for MNIST
         assert torch.allclose(out28, m(F.pad(x28, (2, 2, 2, 2))), atol=1e-6)
-    with pytest.raises(ShapeError, match="36x36"):
-        m(torch.randn(1, 1, 36, 36))
+    with pytest.raises(ShapeError, match="36x36"):  # refused when built for that size
+        create_model(name, num_classes=10, in_chans=1, input_size=(1, 36, 36))
 
 
 def test_lenet_init_xavier_for_tanh_he_for_relu():

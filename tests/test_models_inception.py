@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnzoo import AuxOutput, create_model, model_info
+from cnnzoo.analysis import check_input
 from cnnzoo.errors import CnnzooError, ShapeError
-from cnnzoo.models import inception as inception_mod
+from cnnzoo.models import inception_v4 as inception_v4_mod
 from cnnzoo.models.googlenet import STAGES, Inception
 from cnnzoo.models.layers import Concat
 from cnnzoo.train import TrainConfig, train
@@ -416,7 +417,7 @@ def test_naive_vs_reduced_module_channels_and_ops():
 
 def test_inception_modules_use_the_shared_concat_block():
     # One DepthConcat for the zoo (layers.Concat): GoogLeNet's module and v4 / IRv2's blocks.
-    assert inception_mod.Concat is Concat
+    assert inception_v4_mod.Concat is Concat
     module = Inception(256, 128, 64, 192, 64, 96, 64).eval()
     assert isinstance(module, Concat)
     assert [n for n, _ in module.named_children()] == ["branch1", "branch2", "branch3", "branch4"]
@@ -448,20 +449,27 @@ def test_module_kernel5_and_naive_have_no_reductions():
     ],
 )
 def test_min_size_raises_shape_error(name, kw, train, ok, too_small):
+    # checked when the model is built for a size (create_model(input_size=) runs this check
+    # in train mode, the mode a fresh model is in), not inside forward
     with torch.device("meta"):
         model = create_model(name, num_classes=3, **kw).train(train)
         model(torch.empty(2, 3, ok, ok))
+    with pytest.raises(ShapeError, match=f"{too_small}x{too_small} is too small"):
+        check_input(model, (3, too_small, too_small))
+    if train:
         with pytest.raises(ShapeError, match=f"{too_small}x{too_small} is too small"):
-            model(torch.empty(2, 3, too_small, too_small))
+            create_model(name, num_classes=3, input_size=(3, too_small, too_small), **kw)
 
 
 def test_inception_v3_aux_needs_299_in_train_mode_and_wrong_channels():
     with torch.device("meta"):
         model = create_model("inception_v3").train()
-        with pytest.raises(ShapeError, match="299x299"):
-            model(torch.empty(2, 3, 298, 298))
-        with pytest.raises(ShapeError, match=r"\[N, 3, H, W\]"):
-            model.eval()(torch.empty(1, 1, 299, 299))
+    with pytest.raises(ShapeError, match="299x299"):
+        check_input(model, (3, 298, 298))
+    with pytest.raises(ShapeError, match="expects 3-channel input, got 1"):
+        check_input(model.eval(), (1, 299, 299))
+    with pytest.raises(ShapeError, match="299x299"):
+        create_model("inception_v3", input_size=(3, 298, 298))
 
 
 def test_residual_scaling_knob():

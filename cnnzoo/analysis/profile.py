@@ -381,6 +381,8 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> tuple[int | None, str]:
     was_training = model.training
     try:
         model.train()
+        if hasattr(model, "check_input_size"):  # train-mode limits (aux heads), with numbers
+            model.check_input_size(tuple(x.shape[1:]))
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(x)
     except Exception as e:  # a model that cannot train at this size still gets its profile

@@ -29,11 +29,10 @@ form does, instead of blowing a 3x3 map up to the 6x6 the ImageNet FC6 expects. 
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.models.layers import init_weights
+from cnnzoo.models.layers import FeaturesClassifier, init_weights
 from cnnzoo.models.registry import register_model, torchvision_ref
 
 _SMALL = "CONV1 becomes 3x3 stride 1 pad 1 (the 11x11/4 stem leaves 7x7 of a 32x32 image)"
@@ -65,24 +64,20 @@ def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequen
     )
 
 
-class AlexNet(nn.Module):
+class AlexNet(FeaturesClassifier):
     """features -> avgpool -> flatten -> classifier, torchvision's layout.
 
     avgpool is adaptive 6x6 (the identity at the native input size) or, with small_input,
     a global average, so FC6 never sees a small map replicated up to 6x6.
+    forward_features is the last max-pool's map; pre_logits is FC7's output (after its
+    ReLU), what FC8 (`classifier.6`) takes.
     """
 
     def __init__(self, features: nn.Sequential, width: int, num_classes: int, dropout: float,
                  small_input: bool = False):
-        super().__init__()
         pool = 1 if small_input else 6
-        self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
-        self.classifier = _classifier(width * pool * pool, num_classes, dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        super().__init__(features, nn.AdaptiveAvgPool2d((pool, pool)),
+                         _classifier(width * pool * pool, num_classes, dropout), small_input)
 
 
 def _stem(in_chans: int, out: int, kernel: int, stride: int, pad: int, small: bool) -> nn.Conv2d:

@@ -10,7 +10,7 @@ projection 64) 358M (lecture 001).
 State-dict keys and shapes follow torchvision's `googlenet` (BatchNorm after every conv, as in
 its TF port), so its ImageNet weights load with strict=True. Those weights were ported from
 TensorFlow and expect inputs scaled to [-1, 1]: build with `transform_input=True` (see
-`transform_input`) to feed them ImageNet-normalised images, as torchvision does.
+`layers.transform_input`) to feed them ImageNet-normalised images, as torchvision does.
 """
 
 from __future__ import annotations
@@ -18,50 +18,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cnnzoo.errors import CnnzooError, ShapeError
-from cnnzoo.models.layers import AuxOutput, Concat, ConvBnAct, check_min_size, init_weights
+from cnnzoo.models.layers import (
+    TV_WEIGHTS_NOTE,
+    BasicConv2d,
+    Concat,
+    InceptionTrunk,
+    check_transform_input,
+    init_weights,
+)
 from cnnzoo.models.registry import register_model, torchvision_ref
-
-# The ImageNet statistics torchvision normalises its inputs with.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TV_WEIGHTS_NOTE = ("torchvision's published ImageNet weights (ported from TensorFlow) need "
-                   "transform_input=True")
-
-
-def transform_input(x: torch.Tensor) -> torch.Tensor:
-    """torchvision's `transform_input` for its TF-ported GoogLeNet / Inception-v3 weights.
-
-    Undoes the ImageNet normalisation and rescales each RGB channel to [-1, 1], as the TF
-    models were trained: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5, i.e. (pixel - 0.5) / 0.5
-    for pixel = x_c * std_c + mean_c.
-    """
-    scale = x.new_tensor([s / 0.5 for s in IMAGENET_STD]).view(1, 3, 1, 1)
-    shift = x.new_tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN]).view(1, 3, 1, 1)
-    return x * scale + shift
-
-
-def check_transform_input(name: str, transform: bool, in_chans: int) -> None:
-    if transform and in_chans != 3:
-        raise CnnzooError(f"{name}: transform_input rescales the 3 RGB channels of ImageNet-"
-                          f"normalised images; it cannot be used with in_chans={in_chans}")
-
-
-class BasicConv2d(ConvBnAct):
-    """torchvision's BasicConv2d (conv, bn eps 1e-3, ReLU): same `conv`/`bn` key names."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size=1, stride=1, padding=None):
-        super().__init__(in_ch, out_ch, kernel_size, stride, padding, bn_eps=1e-3)
-
-
-def check_input(model: nn.Module, x: torch.Tensor, min_size: int) -> None:
-    """Raise ShapeError, with the numbers, for a wrong channel count or a too-small image."""
-    name = getattr(model, "model_name", type(model).__name__)
-    if x.ndim != 4 or x.shape[1] != model.in_chans:
-        raise ShapeError(
-            f"{name}: expected input [N, {model.in_chans}, H, W], got {list(x.shape)}"
-        )
-    check_min_size(name, x.shape[-2], x.shape[-1], min_size, model.small_input)
 
 
 class Inception(Concat):
@@ -147,16 +112,21 @@ STAGES = {
 }
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(InceptionTrunk):
     """22 weight layers: stem, 9 Inception modules, global average pool, one FC (paper Table 1).
 
     Train mode with aux heads returns AuxOutput(logits, aux=(aux1 at 4a, aux2 at 4d));
     eval mode returns the logits tensor and skips the aux heads. The paper's training loss
-    weights each auxiliary loss by 0.3.
+    weights each auxiliary loss by 0.3. forward_features is inception5b's 7x7x1024 map (at
+    224), pre_logits its average after the dropout: what `fc` takes.
     """
 
-    # Smallest input the ImageNet stem takes; the aux heads' 5x5/3 pool needs 5x5 at 4a.
-    MIN_SIZE = {(False, False): 15, (False, True): 79, (True, False): 4, (True, True): 4}
+    aux_classifier_names = ("aux1.fc2", "aux2.fc2")
+    stage_names = ("conv1", "conv3", "inception3b", "inception4e", "inception5b")
+    # Smallest input side by small_input: the stem alone, and with the aux heads running
+    # (train mode), whose 5x5/3 pool needs 5x5 at 4a.
+    MIN_SIZE = {False: 15, True: 4}
+    MIN_AUX_SIZE = {False: 79, True: 4}
 
     def __init__(
         self,
@@ -172,6 +142,8 @@ class GoogLeNet(nn.Module):
         check_transform_input("googlenet", transform_input, in_chans)
         self.in_chans, self.aux_logits, self.small_input = in_chans, aux_logits, small_input
         self.transform_input = transform_input
+        self.min_input_size = self.MIN_SIZE[small_input]
+        self.min_aux_input_size = self.MIN_AUX_SIZE[small_input]
         if small_input:  # 32x32 -> 16x16 at 3a (ImageNet 224 -> 28): 3x3/1 conv1, no pool1
             self.conv1 = BasicConv2d(in_chans, 64, 3, stride=1, padding=1)
             self.maxpool1 = nn.Identity()
@@ -189,33 +161,19 @@ class GoogLeNet(nn.Module):
                 self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
             if name == "4e":
                 self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.trunk = tuple(n for n, _ in self.named_children())  # data-flow order
 
         if aux_logits:
             self.aux1 = InceptionAux(512, num_classes, small_input)
             self.aux2 = InceptionAux(528, num_classes, small_input)
+            self.aux_taps = {"inception4a": "aux1", "inception4d": "aux2"}
         else:
             self.aux1 = self.aux2 = None
+            self.aux_classifier_names = ()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
         init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutput:
-        with_aux = self.training and self.aux1 is not None
-        check_input(self, x, self.MIN_SIZE[(self.small_input, with_aux)])
-        if self.transform_input:
-            x = transform_input(x)
-        x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.conv3(self.conv2(x)))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
-        aux1 = self.aux1(x) if with_aux else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if with_aux else None
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
-        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        return AuxOutput(x, aux=(aux1, aux2)) if with_aux else x
 
 
 @register_model(
@@ -253,7 +211,7 @@ def googlenet(
         first max-pool is dropped, so 32x32 reaches inception3a at 16x16.
     dropout: before the final FC (paper: 40%; torchvision uses 20%).
     transform_input: rescale ImageNet-normalised RGB inputs to [-1, 1] per channel first
-        (`transform_input`), which torchvision's TF-ported weights need.
+        (`layers.transform_input`), which torchvision's TF-ported weights need.
     """
     return GoogLeNet(num_classes, in_chans, aux_logits, paper_5x5, small_input, dropout,
                      transform_input)

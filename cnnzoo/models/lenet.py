@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzoo.errors import CnnzooError, ShapeError
-from cnnzoo.models.layers import init_weights
+from cnnzoo.models.layers import LayerStack, init_weights
 from cnnzoo.models.registry import register_model
 
 # Table I of the paper: which S2 maps (0-5) each of C3's 16 maps sees.
@@ -85,7 +85,8 @@ class PartialConv(nn.Module):
 
 
 class PadTo(nn.Module):
-    """Zero-pads inputs smaller than `size` (28x28 MNIST -> 32x32), centred, as LeCun et al."""
+    """Zero-pads inputs smaller than `size` (28x28 MNIST -> 32x32), centred, as LeCun et al.
+    Larger inputs are LeNet5.check_input_size's to refuse (at build time, not here)."""
 
     def __init__(self, size: int = 32):
         super().__init__()
@@ -93,18 +94,36 @@ class PadTo(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h > self.size or w > self.size:
-            raise ShapeError(
-                f"LeNet-5 takes inputs up to {self.size}x{self.size} (C5 must see a 5x5 map); "
-                f"got {h}x{w}"
-            )
-        dh, dw = self.size - h, self.size - w
+        dh, dw = max(self.size - h, 0), max(self.size - w, 0)
         if dh == 0 and dw == 0:
             return x
         return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
+
+
+class LeNet5(LayerStack):
+    """C1-S2-C3-S4-C5-F6-output as named layers (`pad`, `c1`, `act1`, ...).
+
+    The features are S4's 16 5x5 maps (after the squashing): C5's 5x5 kernels see all of
+    them, which "amounts to a full connection between S4 and C5" (paper Sec. II-B), so C5
+    starts the head. pre_logits is F6's 84 activations, what the output layer takes; the
+    stages are S2's and S4's maps.
+    """
+
+    SIZE = 32  # the input side C1 is designed for; smaller inputs are zero-padded to it
+
+    def __init__(self, layers: OrderedDict, in_chans: int, stages: tuple[str, str]):
+        super().__init__(layers, features_end=stages[-1], classifier_name="output",
+                         stage_names=stages, in_chans=in_chans)
+
+    def check_input_size(self, input_size) -> None:
+        super().check_input_size(input_size)
+        _, h, w = input_size
+        if h > self.SIZE or w > self.SIZE:
+            raise ShapeError(f"LeNet-5 takes inputs up to {self.SIZE}x{self.SIZE} (C5 must see "
+                             f"a 5x5 map); got {h}x{w}")
 
 
 _SMALL = "Natively 32x32; 28x28 inputs are zero-padded to 32x32 as LeCun et al. did for MNIST"
@@ -134,8 +153,8 @@ def lenet5_1998(
         raise CnnzooError(f"lenet5_1998: act must be one of {', '.join(acts)}, got {act!r}")
     Act = acts[act]
     c3 = PartialConv(C3_TABLE) if c3_table else nn.Conv2d(6, 16, 5)
-    model = nn.Sequential(OrderedDict([
-        ("pad", PadTo(32)),
+    model = LeNet5(OrderedDict([
+        ("pad", PadTo(LeNet5.SIZE)),
         ("c1", nn.Conv2d(in_chans, 6, 5)), ("act1", Act()),  # 6@28x28
         ("s2", Subsample(6)), ("act2", Act()),  # 6@14x14
         ("c3", c3), ("act3", Act()),  # 16@10x10
@@ -144,7 +163,7 @@ def lenet5_1998(
         ("flatten", nn.Flatten()),
         ("f6", nn.Linear(120, 84)), ("act6", Act()),
         ("output", nn.Linear(84, num_classes)),
-    ]))
+    ]), in_chans, stages=("act2", "act4"))  # S2, S4 after their squashing
     return init_weights(model, "tanh")  # Xavier for tanh nets (the lectures' rule)
 
 
@@ -160,8 +179,8 @@ def lenet5_1998(
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
     """LeNet-5 as trained today: conv5-6, pool, conv5-16, pool, conv5-120, fc84, fc10 (ReLU)."""
-    model = nn.Sequential(OrderedDict([
-        ("pad", PadTo(32)),
+    model = LeNet5(OrderedDict([
+        ("pad", PadTo(LeNet5.SIZE)),
         ("c1", nn.Conv2d(in_chans, 6, 5)), ("act1", nn.ReLU(inplace=True)),
         ("s2", nn.MaxPool2d(2)),
         ("c3", nn.Conv2d(6, 16, 5)), ("act3", nn.ReLU(inplace=True)),
@@ -170,5 +189,5 @@ def lenet5(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
         ("flatten", nn.Flatten()),
         ("f6", nn.Linear(120, 84)), ("act6", nn.ReLU(inplace=True)),
         ("output", nn.Linear(84, num_classes)),
-    ]))
+    ]), in_chans, stages=("s2", "s4"))
     return init_weights(model, "relu")  # He init for ReLU nets

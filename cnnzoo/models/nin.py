@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 import torch.nn as nn
 
-from cnnzoo.models.layers import init_weights
+from cnnzoo.models.layers import LayerStack, init_weights
 from cnnzoo.models.registry import register_model
 
 
@@ -40,12 +41,39 @@ def mlpconv(
 _PAPER = "Lin, Chen & Yan, Network In Network, ICLR 2014"
 
 
-def _init(model: nn.Sequential, head: nn.Sequential) -> nn.Sequential:
-    """He init, with the class-map conv (the last 1x1 of `head`) on fan_in like the zoo's
-    Linear classifiers: fan_out of a 1024 -> 10 1x1 conv is 10, which would give std 0.45
-    weights and an initial loss of up to 5 instead of ~ln(classes)."""
+class NiN(LayerStack):
+    """mlpconv blocks, pools and dropout (`layers`, in order), then `gap` and `flatten`.
+
+    The class scores come from the last block's final 1x1 conv (`classifier_name`, e.g.
+    "block4.4"), one map per class, which ReLU and the global average make logits. So
+    forward_features is the map that conv takes (the block's second 1x1 conv, after its
+    ReLU), and pre_logits is that map averaged globally: get_classifier() applied to it as
+    a 1x1 map, `conv(v[:, :, None, None])`, gives the average class maps before the final
+    ReLU (the logits when no class map is negative). The stages are each block's output,
+    the last block's up to that feature map.
+    """
+
+    def __init__(self, layers: OrderedDict, in_chans: int):
+        layers = OrderedDict(layers, gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())
+        blocks = [n for n in layers if n.startswith("block")]
+        features_end = f"{blocks[-1]}.3"
+        super().__init__(layers, features_end=features_end,
+                         classifier_name=f"{blocks[-1]}.4",
+                         stage_names=(*blocks[:-1], features_end), in_chans=in_chans)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if pre_logits:
+            return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return super().forward_head(x)
+
+
+def _init(model: NiN) -> NiN:
+    """He init, with the class-map conv on fan_in like the zoo's Linear classifiers: fan_out
+    of a 1024 -> 10 1x1 conv is 10, which would give std 0.45 weights and an initial loss of
+    up to 5 instead of ~ln(classes)."""
     init_weights(model, "relu")
-    nn.init.kaiming_normal_(head[-2].weight, mode="fan_in", nonlinearity="relu")
+    nn.init.kaiming_normal_(model.get_classifier().weight, mode="fan_in",
+                            nonlinearity="relu")
     return model
 
 
@@ -66,7 +94,7 @@ def nin(
 ) -> nn.Module:
     """NIN for ImageNet (224x224): four mlpconv blocks and global average pooling."""
     stem = (5, 1, 2) if small_input else (11, 4, 0)
-    model = nn.Sequential(OrderedDict([
+    model = NiN(OrderedDict([
         ("block1", mlpconv(in_chans, (96, 96, 96), *stem)),  # 224 -> 54
         ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),  # 27
         ("block2", mlpconv(96, (256, 256, 256), 5, 1, 2)),
@@ -75,10 +103,8 @@ def nin(
         ("pool3", nn.MaxPool2d(3, 2, ceil_mode=True)),  # 6
         ("drop", nn.Dropout(dropout)),
         ("block4", mlpconv(384, (1024, 1024, num_classes), 3, 1, 1)),
-        ("gap", nn.AdaptiveAvgPool2d(1)),
-        ("flatten", nn.Flatten()),
-    ]))
-    return _init(model, model.block4)
+    ]), in_chans)
+    return _init(model)
 
 
 @register_model(
@@ -94,7 +120,7 @@ def nin(
 )
 def nin_cifar(num_classes: int = 10, in_chans: int = 3, *, dropout: float = 0.5) -> nn.Module:
     """NIN for CIFAR-10 (32x32): three mlpconv blocks, dropout between them, global average."""
-    model = nn.Sequential(OrderedDict([
+    model = NiN(OrderedDict([
         ("block1", mlpconv(in_chans, (192, 160, 96), 5, 1, 2)),
         ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),  # 16
         ("drop1", nn.Dropout(dropout)),
@@ -102,7 +128,5 @@ def nin_cifar(num_classes: int = 10, in_chans: int = 3, *, dropout: float = 0.5)
         ("pool2", nn.AvgPool2d(3, 2, ceil_mode=True)),  # 8
         ("drop2", nn.Dropout(dropout)),
         ("block3", mlpconv(192, (192, 192, num_classes), 3, 1, 1)),
-        ("gap", nn.AdaptiveAvgPool2d(1)),
-        ("flatten", nn.Flatten()),
-    ]))
-    return _init(model, model.block3)
+    ]), in_chans)
+    return _init(model)

@@ -36,7 +36,7 @@ from cnnzoo.errors import CheckpointError, CnnzooError
 from cnnzoo.models.alexnet import AlexNet
 from cnnzoo.models.densenet import DenseNet
 from cnnzoo.models.googlenet import GoogLeNet
-from cnnzoo.models.inception import Inception3
+from cnnzoo.models.inception_v3 import Inception3
 from cnnzoo.models.registry import create_model
 from cnnzoo.models.resnet import ResNet
 from cnnzoo.models.squeezenet import SqueezeNet

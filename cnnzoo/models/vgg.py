@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
 
-from cnnzoo.models.layers import ConvBnAct, init_weights
+from cnnzoo.models.layers import (
+    ConvBnAct,
+    FeaturesClassifier,
+    LayerStack,
+    init_weights,
+    stage_ends,
+)
 from cnnzoo.models.registry import register_model, torchvision_ref
 
 cfgs: dict[str, list[int | str]] = {
@@ -48,15 +53,19 @@ def make_layers(
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(FeaturesClassifier):
+    """features -> avgpool -> flatten -> classifier, torchvision's layout.
+
+    forward_features is the last max-pool's map (7x7x512 at 224); pre_logits is FC7's output
+    (after its ReLU and dropout), what FC8 (`classifier.6`) takes. The stages are the last
+    ReLU before each pool (as timm's) and the last pool.
+    """
+
     def __init__(
         self, features: nn.Sequential, num_classes: int, small_input: bool, dropout: float
     ):
-        super().__init__()
         pool = 1 if small_input else 7
-        self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
-        self.classifier = nn.Sequential(
+        classifier = nn.Sequential(
             nn.Linear(512 * pool * pool, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
@@ -65,10 +74,7 @@ class VGG(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        super().__init__(features, nn.AdaptiveAvgPool2d((pool, pool)), classifier, small_input)
 
 
 _PAPER = ("Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image "
@@ -177,9 +183,10 @@ def vgg_cs324(num_classes: int = 10, in_chans: int = 3) -> nn.Module:
         conv(256, 512), conv(512, 512), pool(),
         conv(512, 512), conv(512, 512), pool(),
     )
-    model = nn.Sequential(OrderedDict([
+    model = LayerStack(OrderedDict([
         ("features", features),
         ("flatten", nn.Flatten()),
         ("classifier", nn.Linear(512, num_classes)),
-    ]))
+    ]), features_end="features", classifier_name="classifier",
+        stage_names=stage_ends(features), in_chans=in_chans)
     return init_weights(model, "relu")
