@@ -201,3 +201,19 @@ def test_lenet_then_now_variants():
     modern = list(nets.values())[-1]
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in modern.modules()) == 3
     assert list(v.values())[0][1] is None and list(v.values())[-1][1]
+
+
+def test_transfer_far_target_and_crossover():
+    import torch
+
+    from cnnzoo.casestudy.transfer_small_data import crossover, far
+    from cnnzoo.data.datasets import ArrayDataset
+
+    x = torch.randint(0, 256, (3, 1, 4, 4), dtype=torch.uint8)
+    ds = ArrayDataset(x, torch.tensor([0, 1, 2]), ["a", "b", "c"], "t")
+    f = far(ds, "far")
+    assert torch.equal(f.images[0, 0], (255 - x[0, 0]).rot90(1)) and f.labels.tolist() == [0, 1, 2]
+    # scratch (b) reaches fine-tune (a) halfway between 10 and 100 in log n
+    assert abs(crossover([10, 100, 1000], [0.5, 0.7, 0.8], [0.3, 0.7, 0.9]) - 100) < 1e-6
+    assert abs(crossover([10, 100], [0.6, 0.7], [0.5, 0.8]) - 10 ** 1.5) < 1e-6
+    assert crossover([10, 100], [0.6, 0.7], [0.5, 0.6]) is None

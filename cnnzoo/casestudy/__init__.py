@@ -20,6 +20,7 @@ from cnnzoo.casestudy import (
     lenet_then_now,
     small_filters,
     stochastic_depth,
+    transfer_small_data,
 )
 from cnnzoo.casestudy.core import BUDGETS, Context, Study, StudyError, write_report
 from cnnzoo.utils.device import pick_device
@@ -28,7 +29,7 @@ from cnnzoo.utils.device import pick_device
 STUDIES: dict[str, Study] = {s.name: s for s in (
     degradation.STUDY, initialisation.STUDY, bottleneck.STUDY, small_filters.STUDY,
     depth_width_cardinality.STUDY, stochastic_depth.STUDY, ensembles_of_paths.STUDY,
-    ensembling.STUDY, lenet_then_now.STUDY,
+    ensembling.STUDY, transfer_small_data.STUDY, lenet_then_now.STUDY,
 )}
 
 

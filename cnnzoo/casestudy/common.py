@@ -55,17 +55,15 @@ def load(ctx: Context, per_class: int | None, test_per_class: int | None = None,
          classes=None, seed: int = 0) -> Data:
     """The budget's dataset, optionally a class subset (relabelled 0..k-1) and a seeded draw
     of `per_class` training / `test_per_class` test images per class (None: all)."""
-    from cnnzoo.data import load_dataset
     from cnnzoo.data.subset import subset
 
     name = DATASET[ctx.budget]
     kw = {}
     if name == "synthetic":  # tiny: just enough images for every class to appear
-        n = 10 * (per_class or 20)
-        kw = dict(num_samples=n, channels=1, size=16)
-    train = load_dataset(name, "train", data_dir=ctx.data_dir, **kw)
-    test = load_dataset(name, "test", data_dir=ctx.data_dir,
-                        **(kw and {**kw, "num_samples": 10 * (test_per_class or 20)}))
+        kw = dict(num_samples=10 * (per_class or 20), channels=1, size=16)
+    train = _read(name, "train", ctx.data_dir, **kw)
+    test = _read(name, "test", ctx.data_dir,
+                 **(kw and {**kw, "num_samples": 10 * (test_per_class or 20)}))
     if classes is not None or per_class is not None:
         spec = classes if classes is not None else f"0-{len(train.classes) - 1}"
         train = subset(train, spec, per_class=per_class, seed=seed)
@@ -73,6 +71,19 @@ def load(ctx: Context, per_class: int | None, test_per_class: int | None = None,
     m, s = train.channel_stats()
     label = train.name + (f", {per_class}/class" if per_class else "")
     return Data(train, test, m, s, label)
+
+
+_CACHE: dict = {}
+
+
+def _read(name: str, split: str, data_dir, **kw):
+    """load_dataset, once per process: studies draw many subsets of one split."""
+    from cnnzoo.data import load_dataset
+
+    key = (name, split, data_dir, tuple(sorted(kw.items())))
+    if key not in _CACHE:
+        _CACHE[key] = load_dataset(name, split, data_dir=data_dir, **kw)
+    return _CACHE[key]
 
 
 def loader(data: Data, ds, batch_size: int, device, *, shuffle=False, augment=None,
@@ -139,6 +150,10 @@ class Fit:
     def epoch(self) -> dict:
         """One pass over the training set; returns (and keeps) its loss, accuracy, seconds."""
         self.model.train()
+        for m in self.model.modules():  # frozen batch norm keeps its statistics too
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in m.parameters()):
+                m.eval()
         self.loader.set_epoch(len(self.history))
         loss_sum, correct, n = 0.0, 0, 0
         t0 = time.perf_counter()

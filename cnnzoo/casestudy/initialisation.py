@@ -13,10 +13,10 @@ from cnnzoo.casestudy import common
 from cnnzoo.casestudy.core import Context, Finding, Rule, Study, combine
 
 LAYERS, WIDTH = 10, 256
-INITS = {  # name: std of N(0, std^2) for a layer with fan_in inputs
-    "small random (0.01)": lambda fan_in: 0.01,
-    "Xavier (1/fan_in)": lambda fan_in: math.sqrt(1 / fan_in),
-    "He (2/fan_in)": lambda fan_in: math.sqrt(2 / fan_in),
+INITS = {  # name: cnnzoo.viz.variance's init ("small" N(0, 0.01^2), N(0, 1/fan_in), N(0, 2/fan_in))
+    "small random (0.01)": "small",
+    "Xavier (1/fan_in)": "xavier",
+    "He (2/fan_in)": "he",
 }
 GOOD = {"tanh": "Xavier (1/fan_in)", "relu": "He (2/fan_in)"}  # the lectures' pairing
 BAD = "small random (0.01)"
@@ -30,31 +30,23 @@ TRAIN_RULE = Rule("the good init's net reaches a test accuracy more than 30 poin
                   "small random one's in the same training", margin=0.30)
 
 
-def mlp(act: str, init: str, in_features: int, num_classes: int) -> nn.Sequential:
-    """LAYERS hidden layers of WIDTH units, zero biases, weights N(0, INITS[init](fan_in)^2)."""
-    layers, fan_in = [nn.Flatten()], in_features
-    for _ in range(LAYERS):
-        lin = nn.Linear(fan_in, WIDTH)
-        layers += [lin, nn.Tanh() if act == "tanh" else nn.ReLU()]
-        fan_in = WIDTH
-    layers.append(nn.Linear(fan_in, num_classes))
-    for m in layers:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, INITS[init](m.in_features))
-            nn.init.zeros_(m.bias)
-    return nn.Sequential(*layers)
+def mlp(act: str, init: str, in_features: int, num_classes: int, seed: int = 0) -> nn.Module:
+    """LAYERS hidden layers of WIDTH units, zero biases, weights drawn as INITS[init] says:
+    the lecture's plain net with an input and an output layer for a dataset."""
+    from cnnzoo.viz.variance import init_weights_, plain_net
+
+    body = plain_net(LAYERS - 1, WIDTH, INITS[init], act)  # layers 2..LAYERS
+    first = nn.Sequential(nn.Linear(in_features, WIDTH), nn.Tanh() if act == "tanh" else nn.ReLU())
+    model = nn.Sequential(nn.Flatten(), first, body, nn.Linear(WIDTH, num_classes))
+    return init_weights_(model, INITS[init], seed=seed)
 
 
-@torch.no_grad()
-def variances(model: nn.Sequential, x: torch.Tensor) -> list[float]:
+def variances(model: nn.Module, x: torch.Tensor) -> list[float]:
     """Variance of every hidden layer's output (after its non-linearity), over the batch and
-    the units, as the lecture's listing prints it."""
-    out = []
-    for m in model:
-        x = m(x)
-        if isinstance(m, (nn.Tanh, nn.ReLU)):
-            out.append(x.var().item())
-    return out
+    the units, as the lecture's listing prints it (the monitor's own measurement)."""
+    from cnnzoo.viz.variance import activation_variance
+
+    return list(activation_variance(model.eval(), x).values())
 
 
 def run(ctx: Context) -> Finding:
@@ -69,7 +61,7 @@ def run(ctx: Context) -> Finding:
         for act in ("tanh", "relu"):
             for init in INITS:
                 torch.manual_seed(seed)
-                model = mlp(act, init, c * h * w, data.num_classes)
+                model = mlp(act, init, c * h * w, data.num_classes, seed)
                 var.setdefault((act, init), []).append(variances(model, probe.cpu()))
                 fits[act, init] = common.Fit(model, data, epochs, ctx.device, seed=seed,
                                              batch_size=128, lr=0.02, weight_decay=0.0)
