@@ -69,8 +69,7 @@ def load(ctx: Context, per_class: int | None, test_per_class: int | None = None,
         train = subset(train, spec, per_class=per_class, seed=seed)
         test = subset(test, spec, per_class=test_per_class, seed=seed)
     m, s = train.channel_stats()
-    label = train.name + (f", {per_class}/class" if per_class else "")
-    return Data(train, test, m, s, label)
+    return Data(train, test, m, s, train.name)
 
 
 _CACHE: dict = {}
