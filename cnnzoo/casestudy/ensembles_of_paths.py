@@ -136,7 +136,7 @@ def run(ctx: Context) -> Finding:
 
 def _figure(full, deleted, nets):
     plt = common.plt()
-    fig, ax = plt.subplots(figsize=(8.5, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     colors = {True: "#4a7ab5", False: "#c46a3a"}
     for k, residual in nets.items():
         names = list(deleted[k][0])
@@ -150,7 +150,7 @@ def _figure(full, deleted, nets):
     ax.set_ylim(0, 100)
     ax.axhline(100 / 10, color="grey", lw=0.6)
     ax.text(0, 11, "chance", color="grey", fontsize=8)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Delete one block at test time: ResNet vs plain net")
     fig.tight_layout()
     return common.png(fig)

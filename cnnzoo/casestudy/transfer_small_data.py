@@ -175,6 +175,7 @@ def _figure(acc, targets, sizes, cross):
             ax.axvline(x, color="grey", ls=":", lw=1)
             ax.text(x, ax.get_ylim()[0] + 2, " scratch catches up", fontsize=8, color="grey")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.set_xlabel("labelled training images per class")
         ax.set_title(t)
