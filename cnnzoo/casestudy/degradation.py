@@ -82,10 +82,10 @@ def _figure(curves, err, nets):
             runs = curves[k]
             e = range(1, len(runs[0]) + 1)
             m = [100 * common.mean(v) for v in zip(*runs)]
-            style = "-" if depth == max(d for d, _ in nets.values()) else "--"
-            ax.plot(e, m, style, lw=2, label=f"{k}: final {100 * common.mean(err[k]):.1f}%")
+            style = "-o" if depth == max(d for d, _ in nets.values()) else "--o"
+            ax.plot(e, m, style, lw=2, ms=4, label=f"{k}: final {100 * common.mean(err[k]):.1f}%")
             for r in runs:
-                ax.plot(e, [100 * v for v in r], style, lw=0.6, alpha=0.4, color="grey")
+                ax.plot(e, [100 * v for v in r], style[:-1], lw=0.6, alpha=0.4, color="grey")
         ax.set_title(f"{title} nets")
         ax.set_xlabel("epoch")
         ax.legend()
