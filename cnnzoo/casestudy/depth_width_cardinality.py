@@ -113,7 +113,7 @@ def _figure(acc, macs, base):
     ax.set_xlim(max(0, lo - 3), min(100, max(ms) + 2))
     ax.set_xlabel("test accuracy % (dots: seeds)")
     ax.invert_yaxis()
-    ax.set_title("Twice the base's MACs, spent on depth, width or cardinality")
+    ax.set_title("About twice the base's MACs, spent on depth, width or cardinality")
     fig.tight_layout()
     return common.png(fig)
 
