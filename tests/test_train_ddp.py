@@ -8,6 +8,7 @@ amplifies those last-bit differences into ~1e-3 after a hundred steps (seen as a
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -68,8 +69,13 @@ def test_time_limit_stops_every_rank_at_the_same_step(tmp_path):
 def test_unwritable_out_fails_cleanly_on_every_rank(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
-    r = run(TORCHRUN, f / "run", code=1)  # torchrun: a worker failed (each exits 2)
+    r = run(TORCHRUN, f / "run", code=1)  # torchrun's code when a worker failed
     assert "cnnzoo train: error: --out" in r.stderr and "cannot write there" in r.stderr
-    # Each rank leaves through cnnzoo's error path (exit 2). Under load one rank has been
-    # seen to abort (SIGABRT) while tearing down gloo after that, so the exit codes are not
-    # asserted; the clear message above and torchrun's own failure (code=1) are.
+    # Every rank leaves through cnnzoo's error path (2), the first one out is the root
+    # cause torchrun names; torchrun then SIGTERMs a rank still exiting (-15): its rule,
+    # not a second failure. Never an abort (-6: gloo's worker thread releasing a tensor
+    # after interpreter shutdown began; distributed.py waits for that release).
+    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", r.stderr)]
+    assert codes and set(codes) <= {2, -15}, r.stderr[-3000:]
+    assert re.search(r"exitcode\s*:\s*2\b", r.stderr.split("Root Cause")[-1])
+    assert "SIGABRT" not in r.stderr and "terminate called" not in r.stderr

@@ -10,10 +10,14 @@ Only rank 0 writes the run folder; epoch metrics are summed across ranks.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from cnnzoo.errors import CnnzooError
 
 
 @dataclass
@@ -66,8 +70,33 @@ def all_reduce_sum(d: Dist, values: list[float], device: torch.device) -> list[f
     if not d.enabled:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    _all_reduce(t)
     return t.tolist()
+
+
+_RELEASE_TIMEOUT = 1.0  # seconds; after one timeout the wait is skipped (see below)
+
+
+def _all_reduce(t: torch.Tensor) -> None:
+    """dist.all_reduce, returning once the backend's worker thread has let go of `t`.
+
+    gloo completes a collective on a worker thread, which drops its reference to the tensor
+    a moment after the caller wakes up. In recent torch (2.13 here) a tensor's C++ references
+    hold its Python object, so that drop takes the GIL; when it comes after the interpreter began
+    shutting down (a rank that fails right after agreeing on the error exits within
+    milliseconds), the thread dies inside a destructor and the process aborts (SIGABRT,
+    "terminate called without an active exception"). The reference shows in the refcount:
+    wait for it, giving the GIL away (usually microseconds).
+    """
+    global _RELEASE_TIMEOUT
+    base = sys.getrefcount(t)  # measured in this frame, as below
+    dist.all_reduce(t)
+    deadline = time.monotonic() + _RELEASE_TIMEOUT
+    while sys.getrefcount(t) > base:
+        if time.monotonic() > deadline:  # held elsewhere (another torch): stop waiting
+            _RELEASE_TIMEOUT = 0.0
+            return
+        time.sleep(1e-4)
 
 
 def any_rank(d: Dist, flags: list[bool], device: torch.device) -> list[bool]:
@@ -75,6 +104,29 @@ def any_rank(d: Dist, flags: list[bool], device: torch.device) -> list[bool]:
     if not d.enabled:
         return flags
     return [v > 0 for v in all_reduce_sum(d, [float(f) for f in flags], device)]
+
+
+def agree(d: Dist, device: torch.device, fn, *args):
+    """fn(*args) on every rank; when it fails on any rank, every rank raises (its own
+    error, or one saying which rank failed) instead of the others waiting forever at the
+    next collective."""
+    error = None
+    try:
+        result = fn(*args)
+    except Exception as e:  # noqa: BLE001 (re-raised below, on every rank)
+        error = e
+    if not d.enabled:
+        if error is not None:
+            raise error
+        return result
+    failed = all_reduce_sum(d, [float(error is not None and i == d.rank)
+                                for i in range(d.world_size)], device)
+    if error is not None:
+        raise error
+    if any(failed):
+        first = next(i for i, f in enumerate(failed) if f)
+        raise CnnzooError(f"rank {first} failed (see its error); this rank stops too")
+    return result
 
 
 def barrier(d: Dist) -> None:
