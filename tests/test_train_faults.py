@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cnnzoo.train import load_run
+from cnnzoo.runs import load_run
 from cnnzoo.train.checkpoint import load_checkpoint
 
 STEPS_PER_EPOCH = 1843 // 16  # synthetic: 2048 images, 10% validation, batch 16

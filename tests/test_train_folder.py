@@ -81,3 +81,20 @@ def test_folder_errors_before_training(tmp_path, capsys):
     assert main(args + ["--data-dir", str(flat), "--eval-test"]) == 2
     assert "has no train/ and test/ (or val/) folders" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_an_unreadable_photo_is_one_plain_warning_line(tmp_path, capfd):
+    d = tmp_path / "photos"
+    photos(d, 6, seed=4)
+    bad = d / "dog" / "broken: copy.png"  # a ': ' in the name must not split the line
+    bad.write_bytes(b"not a png")
+    code = main(["train", "lenet5", "--dataset", "folder", "--data-dir", str(d), "--epochs",
+                 "2", "--batch-size", "4", "--threads", "1", "--no-monitor", "--out",
+                 str(tmp_path / "run")])
+    assert code == 0
+    err = capfd.readouterr().err
+    lines = [x for x in err.splitlines() if "unreadable" in x]
+    assert len(lines) == 1, err  # once per file, though it is read every epoch
+    assert lines[0].startswith(f"warning: skipped unreadable image {bad} (")
+    assert lines[0].endswith(")") and "cannot identify image file" in lines[0]
+    assert "UserWarning" not in err and "trainer.py" not in err

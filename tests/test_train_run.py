@@ -297,10 +297,31 @@ def test_a_model_that_cannot_take_the_images_fails_before_training(tmp_path):
 def test_prefetch_thread_only_where_a_core_is_spare(tmp_path, monkeypatch, cores, prefetch):
     # threads=1: with one core the step has it all (a prefetch thread would only take from
     # it); with spare cores the thread prepares the next batches beside the step
-    from cnnzoo.train import distributed
-    from cnnzoo.train.trainer import Trainer
+    from cnnzoo.train import build_parts
 
     monkeypatch.setattr("os.cpu_count", lambda: cores)
     torch.set_num_threads(1)
-    t = Trainer(tiny(tmp_path / "p"), distributed.Dist(), torch.device("cpu"))
-    assert t.loader.prefetch is prefetch and t.val_loader.prefetch is prefetch
+    parts = build_parts(tiny(tmp_path / "p"), device=torch.device("cpu"))
+    assert parts.train_loader.prefetch is prefetch and parts.val_loader.prefetch is prefetch
+    assert not (tmp_path / "p").exists()  # building the parts writes nothing
+
+
+def test_no_host_sync_per_step(tmp_path, monkeypatch):
+    # every way a tensor's value reaches Python: their count must not grow with the steps
+    # (reading the loss each step would stall a GPU's queue every step)
+    reads = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _r=real, **k: (
+            reads.append(1), _r(self, *a, **k))[1])
+
+    def count(batch, log_every):
+        reads.clear()
+        res = train(tiny(tmp_path / f"{batch}_{log_every}", epochs=1, batch_size=batch,
+                         optimizer="sgd", augment="", monitor=False, log_every=log_every))
+        return res.step, len(reads)
+
+    (s1, n1), (s2, n2) = count(32, 1000), count(16, 1000)
+    assert (s1, s2) == (9, 18) and n1 == n2 < 9
+    _, n3 = count(16, 6)  # a step record every 6 steps: reads at steps 6, 12 and 18 (the
+    assert n3 == n2 + 2   # last of them is the one the epoch's end makes anyway)

@@ -75,8 +75,9 @@ def _predict(args) -> int:
 
 
 def _plot(args) -> int:
+    from cnnzoo.runs import METRICS
     from cnnzoo.viz import plot_curves
 
     out = args.out or args.run / "curves.png"
-    print(f"wrote {plot_curves(args.run / 'metrics.jsonl', out)}")
+    print(f"wrote {plot_curves(args.run / METRICS, out)}")
     return 0

@@ -137,7 +137,7 @@ def evaluate_run(
     Returns the JSON summary (with the output paths under "files").
     """
     from cnnzoo.data import build_loader
-    from cnnzoo.train.checkpoint import load_run
+    from cnnzoo.runs import EVAL, load_run
     from cnnzoo.utils.device import pick_device
     from cnnzoo.viz.plots import plot_confusion
 
@@ -164,8 +164,8 @@ def evaluate_run(
     cm = confusion_matrix(probs.argmax(1), labels, k)
     per_class = per_class_accuracy(cm)
     stem = f"{dataset.name}_{tta}_{which}"
-    out_json = run_dir / "eval" / f"{stem}.json"
-    out_png = run_dir / "eval" / f"{stem}_confusion.png"
+    out_json = run_dir / EVAL / f"{stem}.json"
+    out_png = run_dir / EVAL / f"{stem}_confusion.png"
     summary = {
         "run": str(run_dir),
         "model": config.get("model"),

@@ -68,14 +68,15 @@ def activation_stats(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict]:
             hooks.append(m.register_forward_hook(hook(name, False)))
         elif isinstance(m, _ACTS):
             hooks.append(m.register_forward_hook(hook(name, True)))
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # e.g. frozen BatchNorm stays in eval
     model.eval()
     try:
         model(x)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     return var, zeros
 
 

@@ -8,7 +8,6 @@ trainer logged them 3. update/weight ratio per layer (healthy around 1e-3) and
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,43 +15,21 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnzoo.errors import CheckpointError
+from cnnzoo import runs
+from cnnzoo.runs import read_metrics  # noqa: F401  (cnnzoo.viz exports it from here)
 from cnnzoo.utils.io import atomic_path
 
-# metrics.jsonl keys this module reads, first match wins (the trainer owns the format).
+# The metrics.jsonl keys each curve reads (cnnzoo.runs.METRIC_RECORDS): a step record's
+# loss is "loss", an epoch record's "train_loss".
 _KEYS = {
     "train_loss": ("train_loss", "loss"),
     "val_loss": ("val_loss",),
-    "train_acc": ("train_acc", "train_top1"),
-    "val_acc": ("val_acc", "val_top1"),
+    "train_acc": ("train_acc",),
+    "val_acc": ("val_acc",),
     "lr": ("lr",),
-    "update_ratio": ("update_ratio", "update_ratios", "update_weight_ratio"),
-    "act_var": ("act_var", "activation_var", "act_variance"),
+    "update_ratio": ("update_ratio",),
+    "act_var": ("act_var",),
 }
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The JSON objects of a metrics.jsonl; a torn last line (a run still writing) is skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read metrics ({e.strerror or e})") from None
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):  # the trainer may be mid-append
-                continue
-            raise CheckpointError(f"{path}:{n}: not a JSON line") from None
-        if isinstance(rec, dict):
-            records.append(rec)
-    if not records:
-        raise CheckpointError(f"{path}: no metrics records")
-    return records
 
 
 def _get(rec: dict, name: str):
@@ -98,7 +75,7 @@ def _x_positions(records: list[dict]) -> tuple[list[float], str]:
 
 def plot_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | os.PathLike) -> Path:
     """Write the monitoring plots of one run to `out_png` (atomic) and return its path."""
-    records = read_metrics(metrics_jsonl_path)
+    records = runs.read_metrics(metrics_jsonl_path)
     xs, xlabel = _x_positions(records)
     is_step = [r.get("kind") == "step" for r in records]
     step_recs = [r for r, s in zip(records, is_step) if s]
