@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -82,3 +83,37 @@ def test_cli_plot(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "cnnzoo plot: error:" in err and "missing/metrics.jsonl" in err
+
+
+def run_folder(path, **train):
+    path.mkdir(parents=True)
+    write_metrics(path / "metrics.jsonl", monitor=False)
+    cfg = {"model": "lenet5", "num_classes": 2, "in_chans": 1, "input_size": [1, 28, 28],
+           "classes": ["a", "b"], "mean": [0.5], "std": [0.2], "train": train}
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path / "metrics.jsonl"
+
+
+def test_loss_panel_says_why_train_loss_sits_above_val(tmp_path):
+    from cnnzoo.viz.plots import loss_note
+
+    note = loss_note({"train": {"label_smoothing": 0.1, "augment": "flip,crop:4"}})
+    assert "label smoothing 0.1" in note and "augmentation (flip,crop:4)" in note
+    assert "validation loss without" in note
+    assert loss_note({"train": {"label_smoothing": 0.0, "augment": ""}}) is None
+    assert loss_note(None) is None
+    # the run's own config.json decides: a plain recipe draws the same as no config at all
+    # (each folder is called "run": the figure's title names it)
+    plain = plot_curves(run_folder(tmp_path / "plain" / "run", label_smoothing=0.0,
+                                   augment=""), tmp_path / "plain.png")
+    bare = tmp_path / "bare" / "run"
+    bare.mkdir(parents=True)
+    write_metrics(bare / "metrics.jsonl", monitor=False)
+    none = plot_curves(bare / "metrics.jsonl", tmp_path / "none.png")
+    ls = run_folder(tmp_path / "ls" / "run", label_smoothing=0.1, augment="flip")
+    noted = plot_curves(ls, tmp_path / "noted.png")
+    a, b, c = (np.asarray(Image.open(p).convert("L")) for p in (plain, none, noted))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    (ls.parent / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="run/config.json: cannot read"):
+        plot_curves(ls, tmp_path / "x.png")

@@ -73,9 +73,33 @@ def _x_positions(records: list[dict]) -> tuple[list[float], str]:
     return xs, "epoch"
 
 
-def plot_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | os.PathLike) -> Path:
-    """Write the monitoring plots of one run to `out_png` (atomic) and return its path."""
+def loss_note(config: dict | None) -> str | None:
+    """Why training loss sits above validation loss, when the run's recipe makes it so."""
+    train = (config or {}).get("train") or {}
+    why = []
+    if train.get("label_smoothing"):
+        why.append(f"label smoothing {train['label_smoothing']:g}")
+    if train.get("augment"):
+        why.append(f"augmentation ({train['augment']})")
+    if not why:
+        return None
+    return (f"train loss is measured with {' and '.join(why)},\nvalidation loss without: "
+            "train above val is expected")
+
+
+def plot_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | os.PathLike,
+                config: dict | None = None) -> Path:
+    """Write the monitoring plots of one run to `out_png` (atomic) and return its path.
+
+    `config`: the run's config.json (default: read from the metrics file's folder, when
+    there is one); it says whether the loss panel needs its note on label smoothing and
+    augmentation.
+    """
     records = runs.read_metrics(metrics_jsonl_path)
+    run_dir = Path(metrics_jsonl_path).parent
+    if config is None and runs.is_run(run_dir):
+        config = runs.read_config(run_dir)
+    note = loss_note(config)
     xs, xlabel = _x_positions(records)
     is_step = [r.get("kind") == "step" for r in records]
     step_recs = [r for r, s in zip(records, is_step) if s]
@@ -104,7 +128,11 @@ def plot_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | os.PathLik
                 x, y = _series(ep_recs, name, ep_xs)
                 if x:
                     ax.plot(x, y, "o-", ms=3, color=color, label=name.replace("_loss", ""))
-            ax.set_title("1. loss")
+            # the note sits between the panel and its title, clear of every curve
+            ax.set_title("1. loss", pad=24 if note else 6)
+            if note:
+                ax.text(0.5, 1.015, note, transform=ax.transAxes, ha="center", va="bottom",
+                        fontsize=8, color="0.3", linespacing=1.2)
         elif panel == "acc":
             xt, yt = _series(ep_recs, "train_acc", ep_xs)
             xv, yv = _series(ep_recs, "val_acc", ep_xs)
