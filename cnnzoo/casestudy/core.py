@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import platform
 import re
 import statistics
@@ -131,15 +132,22 @@ def machine() -> dict:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    env = {k: os.environ[k] for k in _ENV if k in os.environ}
     return {"cpu": model, "flags": [f for f in _FLAGS if f in flags],
             "cores": torch.get_num_threads(), "torch": torch.__version__, "gpu": gpu,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "env": env}
+
+
+# Settings that change the speed (not the results): OpenMP threads spinning for work on a
+# loaded CPU made 2-thread steps 30x slower here than with OMP_WAIT_POLICY=PASSIVE.
+_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 
 
 def machine_line(m: dict) -> str:
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    env = "".join(f", {k}={v}" for k, v in (m.get("env") or {}).items())
     return (f"{m['cpu']} ({', '.join(m['flags']) or 'no AVX2'}), {m['cores']} threads, "
-            f"torch {m['torch']}{gpu}")
+            f"torch {m['torch']}{gpu}{env}")
 
 
 # --- the report ------------------------------------------------------------------------------
