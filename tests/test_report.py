@@ -178,10 +178,17 @@ def test_several_runs_side_by_side(run, tmp_path):
     assert len(p.srcs) >= 3  # overlaid curves + a confusion matrix per run
 
 
+def test_a_folder_of_runs_gives_each(run, tmp_path):
+    for seed in ("seed0", "seed1"):  # the layout of an ensemble's members
+        shutil.copytree(run, tmp_path / "ens" / seed)
+    cells = Page(report_html(tmp_path / "ens")).cells
+    assert "seed0" in cells and "seed1" in cells
+
+
 def test_not_a_run_is_one_line_and_exit_2(run, tmp_path, capsys):
     out = tmp_path / "r.html"
     cases = [(tmp_path, "not a cnnzoo run folder"), (tmp_path / "nope", "no such folder"),
-             (run / "config.json", "not a folder")]
+             (run / "config.json", "not a cnnzoo run folder")]
     for path, why in cases:
         assert main(["report", str(path), "-o", str(out)]) == 2
         err = capsys.readouterr().err

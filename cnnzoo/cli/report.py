@@ -14,7 +14,8 @@ def add_parsers(sub) -> None:
         "offline). Several runs: one results table, curves overlaid. Nothing is retrained; "
         "the test split is read for the examples (and the accuracy when `cnnzoo eval` has not "
         "written it yet).")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folder(s)")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                   help="run folder(s), or a folder whose subfolders are runs")
     p.add_argument("-o", "--out", type=Path, default=Path("report.html"), metavar="FILE.html",
                    help="output file (default report.html)")
     p.add_argument("--which", choices=["best", "last"], default="best",

@@ -9,13 +9,13 @@ machine) the page falls back to the trainer's "test" record in metrics.jsonl.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from cnnzoo.errors import CheckpointError, CnnzooError
+from cnnzoo import runs
+from cnnzoo.errors import CnnzooError
 
 N_PICK = 512  # test images predicted to choose the examples when eval results are reused
 
@@ -52,45 +52,16 @@ class RunData:
         return accs[-1] if accs else None
 
 
-def check_run_dir(run_dir: str | os.PathLike, which: str = "best") -> Path:
-    """The folder as a Path, or one CheckpointError line saying why it is not a run."""
-    path = Path(run_dir)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such folder")
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: not a folder (a run is a folder with config.json)")
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a cnnzoo run folder (no config.json)")
-    weights_file(path, which)
-    return path
-
-
-def weights_file(path: Path, which: str) -> Path:
-    """The weights `load_run(path, which)` reads."""
-    names = ["best.safetensors", "weights.safetensors"] if which == "best" else [
-        "weights.safetensors"]
-    found = next((path / n for n in names if (path / n).exists()), None)
-    if found is None:
-        raise CheckpointError(f"{path}: no {' or '.join(names)} (no epoch finished yet?)")
-    return found
-
-
 def load(run_dir, *, which: str = "best", device="cpu", name: str | None = None,
          evaluate: bool = True) -> RunData:
     """Read a run folder: config, metrics, the `which` weights, and (with `evaluate`) the
     test results."""
-    from cnnzoo.train.checkpoint import load_run
-    from cnnzoo.viz.plots import read_metrics
-
-    path = check_run_dir(run_dir, which)
-    model, config = load_run(path, which=which, device=device)
-    if "input_size" not in config:
-        raise CheckpointError(f"{path / 'config.json'}: missing key input_size")
-    weights = weights_file(path, which)
-    metrics = path / "metrics.jsonl"
-    records = read_metrics(metrics) if metrics.exists() else []
-    run = RunData(path, name or path.resolve().name, config, records, model, which, weights,
-                  torch.device(device))
+    path = Path(run_dir)
+    model, config = runs.load_run(path, which=which, device=device)
+    metrics = path / runs.METRICS
+    records = runs.read_metrics(metrics) if metrics.exists() else []
+    run = RunData(path, name or path.resolve().name, config, records, model, which,
+                  runs.weights_path(path, which), torch.device(device))
     if not records:
         run.notes.append(f"{metrics}: not found, no curves")
     if evaluate:
@@ -119,7 +90,7 @@ def predict(run: RunData, images: torch.Tensor, batch: int = 1024) -> torch.Tens
 def _eval_file(run: RunData) -> dict | None:
     """`cnnzoo eval`'s summary for these weights, when it is newer than them."""
     name = run.test.name if run.test is not None else run.config["dataset"]
-    path = run.path / "eval" / f"{name}_none_{run.which}.json"
+    path = run.path / runs.EVAL / f"{name}_none_{run.which}.json"
     try:
         if path.stat().st_mtime < run.weights.stat().st_mtime:
             return None  # evaluated before the weights changed
