@@ -59,6 +59,9 @@ def add_parsers(sub) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--val-fraction", type=float, help="validation split of train (0.1)")
     r.add_argument("--seed", type=int)
+    r.add_argument("--seeds", type=_seeds, metavar="S1,S2,...",
+                   help="train independent members, one per seed, into OUT/seed<S> (an "
+                   "ensemble: cnnzoo ensemble OUT)")
     r.add_argument("--device", help="cpu, cuda, mps or auto (default)")
     r.add_argument("--amp", action="store_const", const=True, help="mixed precision")
     r.add_argument("--channels-last", type=_bool, metavar="BOOL",
@@ -82,7 +85,17 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_train)
 
 
-_NOT_CONFIG = ("command", "func", "config", "model")
+_NOT_CONFIG = ("command", "func", "config", "model", "seeds")
+
+
+def _seeds(s: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"must be distinct integers like 0,1,2, got {s!r}")
+    return seeds
 
 
 def _train(args) -> int:
@@ -101,7 +114,24 @@ def _train(args) -> int:
     if not model:
         raise CnnzooError("MODEL: give a model name (or 'model' in --config)")
     merged["model"] = model
-    res = train(TrainConfig.from_dict(merged, args.config or "flags"))
+    cfg = TrainConfig.from_dict(merged, args.config or "flags")
+    if args.seeds is None:
+        return _show(train(cfg))
+    if args.seed is not None:
+        raise CnnzooError("--seeds: give --seed or --seeds, not both")
+    import dataclasses
+    from pathlib import Path
+
+    parent = Path(cfg.out or f"runs/{cfg.model}_{cfg.dataset}")
+    for s in args.seeds:  # one after another: each member uses every core
+        code = _show(train(dataclasses.replace(cfg, seed=s, out=str(parent / f"seed{s}"))))
+        if code:
+            return code
+    print(f"members:        {len(args.seeds)} in {parent} (cnnzoo ensemble {parent})")
+    return 0
+
+
+def _show(res) -> int:
     print(f"run:            {res.run_dir}")
     print(f"epochs:         {res.epochs_done}  ({res.step} steps, {res.train_time:.1f} s)")
     if res.best_epoch:
