@@ -89,8 +89,9 @@ def run(ctx: Context) -> Finding:
              "test accuracy %": common.pm(acc[act, init])}
             for act in ("tanh", "relu") for init in INITS]
     listing = "\n".join(
-        f"    Layer {i}: Variance: {common.mean([v[i] for v in var['tanh', init]]):e}"
-        for init in (BAD, GOOD["tanh"]) for i in range(LAYERS))
+        f"    {init}:\n" + "\n".join(
+            f"    Layer {i}: Variance: {common.mean([v[i] for v in var['tanh', init]]):e}"
+            for i in range(LAYERS)) for init in (BAD, GOOD["tanh"]))
     return Finding(
         setting=(f"{data.describe()}, flattened. Fully connected nets of {LAYERS} hidden layers "
                  f"x {WIDTH} units (tanh or ReLU), zero biases, weights N(0, s^2) with s = 0.01 "
