@@ -357,3 +357,51 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> None:
             keep.append(line)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(s + "\n" for s in keep), encoding="utf-8")
+
+
+# --- the run's data: its test split and its way of reading an image file -------------------
+
+# A folder run's dataset options that say how its photos are read (cnnzoo.data.images).
+FOLDER_READ_KEYS = ("resize", "shorter", "interpolation")
+
+
+def read_run_image(path: str | os.PathLike, config: dict) -> torch.Tensor:
+    """An image file as float [C, H, W] in 0..1, read the way the run's training read its
+    images (`cnnzoo.data.images.read_image`: EXIF orientation, channels, input size, and a
+    folder run's resize options)."""
+    from cnnzoo.data.images import Preprocess, read_image
+
+    c, h, w = config["input_size"]
+    kw = (config.get("dataset_kwargs") or {}) if config.get("dataset") == "folder" else {}
+    prep = Preprocess((h, w), c, **{k: kw[k] for k in FOLDER_READ_KEYS if k in kw})
+    return read_image(path, prep).float() / 255
+
+
+def test_set(config: dict, dataset: str | None = None, data_dir: str | None = None):
+    """The test split a run is evaluated on: `dataset` (default the run's own), read with
+    the run's dataset options when it is the run's dataset."""
+    from cnnzoo.data import load_dataset
+
+    name = dataset or config["dataset"]
+    kw = dict(config.get("dataset_kwargs") or {}) if name == config["dataset"] else {}
+    if name == "folder":  # labels by the run's class names, images at its input size
+        kw |= {"classes": config["classes"], "image_size": config["input_size"][1:],
+               "channels": config["input_size"][0]}
+    return load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"), **kw)
+
+
+def check_dataset(ds, config: dict, run_dir) -> None:
+    """The test images must have the shape and class count the run was trained on."""
+    from cnnzoo.errors import DataError, ShapeError
+
+    want = list(config["input_size"])
+    got = list(ds.image_shape)
+    if got != want:
+        raise ShapeError(
+            f"{ds.name} images are {got} [C,H,W] but the run in {run_dir} expects {want}"
+        )
+    if len(ds.classes) != config["num_classes"]:
+        raise DataError(
+            f"{ds.name} has {len(ds.classes)} classes but the run in {run_dir} was trained "
+            f"for {config['num_classes']}"
+        )

@@ -179,9 +179,12 @@ def test_aux_layer_absent_in_eval_is_clear():
 # --- layers point one way -------------------------------------------------------------------
 
 PKG = Path(cnnzoo.__file__).parent
-# A package may import the ones on its own rank or below, never above.
-RANK = {"errors": 0, "utils": 0, "models": 1, "imaging": 1, "analysis": 2, "data": 2,
-        "runs": 3, "train": 4, "evaluate": 5, "viz": 6, "report": 6, "cli": 9}
+# A package may import the ones on its own rank or below, never above: the zoo at the
+# bottom, then what measures it, reads data, owns run folders and draws; then training and
+# evaluation; then what is built on them; the CLI on top.
+RANK = {"errors": 0, "utils": 0, "models": 1, "analysis": 2, "data": 2, "imaging": 3,
+        "runs": 3, "infer": 3, "viz": 4, "train": 5, "evaluate": 6, "export": 6, "bench": 7,
+        "ensemble": 7, "transfer": 7, "report": 8, "casestudy": 9, "cli": 10}
 
 
 def _imports(path: Path):

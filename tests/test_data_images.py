@@ -165,7 +165,7 @@ def test_predict_reads_files_as_the_folder_run_did(tmp_path, monkeypatch):
     config = {"input_size": [1, 2, 2], "classes": ["left", "dark"], "num_classes": 2,
               "mean": [0.0], "std": [1.0], "dataset": "folder",
               "dataset_kwargs": {"image_size": [2, 2], "channels": 1}}
-    monkeypatch.setattr("cnnzoo.train.checkpoint.load_run",
+    monkeypatch.setattr("cnnzoo.runs.load_run",
                         lambda *a, **k: (_LeftPixel(), config))
     assert predict_images(tmp_path, [tmp_path / "x.png"], topk=1)[0][1][0][0] == "dark"
     config["dataset_kwargs"] |= {"resize": "stretch", "interpolation": "nearest"}

@@ -28,9 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnzoo.errors import DataError, ShapeError
 from cnnzoo.evaluate.metrics import confusion_matrix, per_class_accuracy, topk_accuracy
 from cnnzoo.models.layers import main_logits
+from cnnzoo.runs import check_dataset, test_set  # noqa: F401  (the run's test split)
 from cnnzoo.utils.io import atomic_write_json
 
 TTA_MODES = ("none", "flip", "10crop")
@@ -91,34 +91,6 @@ def predict_proba(models, loader, tta: str = "none") -> tuple[torch.Tensor, torc
         probs.append((p / (v * len(models))).cpu())
         labels.append(torch.as_tensor(y).cpu())
     return torch.cat(probs), torch.cat(labels)
-
-
-def check_dataset(ds, config: dict, run_dir: Path) -> None:
-    """The test images must have the shape and class count the run was trained on."""
-    want = list(config["input_size"])
-    got = list(ds.image_shape)
-    if got != want:
-        raise ShapeError(
-            f"{ds.name} images are {got} [C,H,W] but the run in {run_dir} expects {want}"
-        )
-    if len(ds.classes) != config["num_classes"]:
-        raise DataError(
-            f"{ds.name} has {len(ds.classes)} classes but the run in {run_dir} was trained "
-            f"for {config['num_classes']}"
-        )
-
-
-def test_set(config: dict, dataset: str | None = None, data_dir: str | None = None):
-    """The test split a run is evaluated on: `dataset` (default the run's own), read with
-    the run's dataset options when it is the run's dataset."""
-    from cnnzoo.data import load_dataset
-
-    name = dataset or config["dataset"]
-    kw = dict(config.get("dataset_kwargs") or {}) if name == config["dataset"] else {}
-    if name == "folder":  # labels by the run's class names, images at its input size
-        kw |= {"classes": config["classes"], "image_size": config["input_size"][1:],
-               "channels": config["input_size"][0]}
-    return load_dataset(name, split="test", data_dir=data_dir or config.get("data_dir"), **kw)
 
 
 def evaluate_run(

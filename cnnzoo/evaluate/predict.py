@@ -9,9 +9,6 @@ import torch
 from cnnzoo.data.images import Preprocess, read_image
 from cnnzoo.evaluate.evaluate import Normalized, predict_proba
 
-# A folder run's dataset options for reading its photos: predict reads files the same way
-_FOLDER_KEYS = ("resize", "shorter", "interpolation")
-
 
 def load_image(path: str | os.PathLike, in_chans: int, size_hw, **preprocess) -> torch.Tensor:
     """A file as float [C, H, W] in 0..1, read by `cnnzoo.data.images.read_image` (EXIF
@@ -24,17 +21,14 @@ def predict_images(
     run_dir: str | os.PathLike, paths, *, topk: int = 5, which: str = "best", device=None
 ) -> list[tuple[str, list[tuple[str, float]]]]:
     """For each image: its top-k (class name, probability), most likely first."""
-    from cnnzoo.train.checkpoint import load_run
+    from cnnzoo.runs import load_run, read_run_image
     from cnnzoo.utils.device import pick_device
 
     if topk < 1:
         raise ValueError(f"--topk must be >= 1, got {topk}")
     device = pick_device(device) if not isinstance(device, torch.device) else device
     model, config = load_run(run_dir, which=which, device=device)
-    c, h, w = config["input_size"]
-    kw = (config.get("dataset_kwargs") or {}) if config.get("dataset") == "folder" else {}
-    prep = {k: kw[k] for k in _FOLDER_KEYS if k in kw}
-    x = torch.stack([load_image(p, c, (h, w), **prep) for p in paths])  # all read before compute
+    x = torch.stack([read_run_image(p, config) for p in paths])  # all read before compute
     classes = config.get("classes") or [str(i) for i in range(config["num_classes"])]
     net = Normalized(model, config["mean"], config["std"])
     batches = [(x[i:i + 64].to(device), torch.zeros(len(x[i:i + 64]))) for i in

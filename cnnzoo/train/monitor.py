@@ -16,9 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+# The measurement is the variance picture's (cnnzoo.viz.variance); the monitor runs it each epoch.
+from cnnzoo.viz.variance import VAR_MIN, activation_stats  # noqa: F401  (re-exported)
+
 RATIO_LOW, RATIO_HIGH = 1e-4, 3e-2
-VAR_MIN, DEAD_FRACTION = 1e-6, 0.99
-_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)
+DEAD_FRACTION = 0.99
 
 
 def watched_params(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -46,38 +48,6 @@ class UpdateRatio:
             out[n] = float((p.detach() - w0).norm() / w0.norm().clamp_min(1e-12))
         self.before = None
         return out
-
-
-@torch.inference_mode()
-def activation_stats(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict]:
-    """(variance, zero fraction) of each conv/linear and activation layer's output on `x`."""
-    var, zeros, hooks = {}, {}, []
-
-    def hook(name, is_act):
-        def fn(_m, _inp, out):
-            if not torch.is_tensor(out):
-                return
-            o = out.detach().float()
-            var[name] = float(o.var())
-            if is_act:
-                zeros[name] = float((o == 0).float().mean())
-        return fn
-
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(hook(name, False)))
-        elif isinstance(m, _ACTS):
-            hooks.append(m.register_forward_hook(hook(name, True)))
-    modes = {m: m.training for m in model.modules()}  # e.g. frozen BatchNorm stays in eval
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, training in modes.items():
-            m.training = training
-    return var, zeros
 
 
 def health_warnings(ratios: dict, var: dict, zeros: dict, annealing: bool = False

@@ -3,32 +3,11 @@ checked layer / channel / class arguments, and the default layer to look at."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn as nn
 
 from cnnzoo.errors import CnnzooError, ShapeError
-
-
-def load_run(run_dir: str | os.PathLike, which: str = "best", device="cpu"):
-    """(model in eval mode, config) of a run folder; CheckpointError for a folder that is
-    not one."""
-    try:
-        from cnnzoo.runs import load_run as load
-    except ImportError:  # the run-folder code before it moved
-        from cnnzoo.train.checkpoint import load_run as load
-    return load(run_dir, which=which, device=device)
-
-
-def read_run_image(path: str | os.PathLike, config: dict) -> torch.Tensor:
-    """An image file as float [C, H, W] in 0..1, read as `cnnzoo predict` reads it for this
-    run (its channels and input size; a folder run's resize options)."""
-    from cnnzoo.evaluate.predict import _FOLDER_KEYS, load_image
-
-    c, h, w = config["input_size"]
-    kw = (config.get("dataset_kwargs") or {}) if config.get("dataset") == "folder" else {}
-    return load_image(path, c, (h, w), **{k: kw[k] for k in _FOLDER_KEYS if k in kw})
+from cnnzoo.runs import load_run, read_run_image  # noqa: F401  (re-exported)
 
 
 def normalise(x: torch.Tensor, config: dict) -> torch.Tensor:

@@ -101,7 +101,7 @@ def run_top_patches(run_dir: str | os.PathLike, layer: str, channel: int, *,
     """`top_patches` over the test split of a run's dataset (or of `dataset`), with the
     run's model and normalisation."""
     from cnnzoo.data import build_loader
-    from cnnzoo.evaluate.evaluate import check_dataset, test_set
+    from cnnzoo.runs import check_dataset, test_set
 
     model, config = load_run(run_dir, which=which, device=device)
     _field(model, layer, channel, config["input_size"])  # before any data is read

@@ -27,11 +27,44 @@ import torch
 import torch.nn as nn
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.monitor import VAR_MIN, activation_stats
 from cnnzoo.utils.io import atomic_path
 
 INITS = ("small", "xavier", "he")
+VAR_MIN = 1e-6  # below this a layer's activations have vanished (the monitor warns)
+_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU)
 SMALL_STD = 0.01  # the lecture's "W = 0.01 * randn(fan_in, fan_out)"
+
+
+@torch.inference_mode()
+def activation_stats(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict]:
+    """(variance, zero fraction) of each conv/linear and activation layer's output on `x`."""
+    var, zeros, hooks = {}, {}, []
+
+    def hook(name, is_act):
+        def fn(_m, _inp, out):
+            if not torch.is_tensor(out):
+                return
+            o = out.detach().float()
+            var[name] = float(o.var())
+            if is_act:
+                zeros[name] = float((o == 0).float().mean())
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(hook(name, False)))
+        elif isinstance(m, _ACTS):
+            hooks.append(m.register_forward_hook(hook(name, True)))
+    modes = {m: m.training for m in model.modules()}  # e.g. frozen BatchNorm stays in eval
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    return var, zeros
 
 
 @dataclass
