@@ -13,6 +13,7 @@ from cnnzoo.models import (  # noqa: F401  (imports register the models)
     squeezenet,
     vgg,
 )
+from cnnzoo.models.backbone import Backbone, FeatureExtractor, UnknownLayerError, features
 from cnnzoo.models.layers import AuxOutput, main_logits
 from cnnzoo.models.pretrained import load_torchvision_weights
 from cnnzoo.models.registry import (
@@ -25,9 +26,13 @@ from cnnzoo.models.registry import (
 
 __all__ = [
     "AuxOutput",
+    "Backbone",
+    "FeatureExtractor",
     "ModelInfo",
+    "UnknownLayerError",
     "UnknownModelError",
     "create_model",
+    "features",
     "list_models",
     "load_torchvision_weights",
     "main_logits",
