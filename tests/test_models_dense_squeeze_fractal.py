@@ -210,18 +210,20 @@ def test_forward_small_input(name, size):
 @pytest.mark.parametrize("name, too_small", [("densenet121", 28), ("squeezenet1_0", 20),
                                              ("squeezenet1_1", 16)])
 def test_too_small_input_is_a_clear_error(name, too_small):
-    model = create_model(name).eval()
+    # checked when the model is built for a size, not inside forward
     with pytest.raises(ShapeError, match=f"{too_small}x{too_small}.*small_input=True"):
-        model(torch.randn(1, 3, too_small, too_small))
+        create_model(name, input_size=(3, too_small, too_small))
+    model = create_model(name).eval()
+    model.check_input_size((3, too_small + 1, too_small + 1))
     with torch.no_grad():  # one pixel more is enough
         assert model(torch.randn(1, 3, too_small + 1, too_small + 1)).shape == (1, 1000)
 
 
 def test_too_small_for_the_small_stem_suggests_nothing_it_already_has():
     with pytest.raises(ShapeError, match="7x7 is too small; it needs at least 8x8$"):
-        create_model("squeezenet1_0", small_input=True).eval()(torch.randn(1, 3, 7, 7))
+        create_model("squeezenet1_0", small_input=True, input_size=(3, 7, 7))
     with pytest.raises(ShapeError, match="3x3 is too small; it needs at least 4x4$"):
-        create_model("densenet_bc100").eval()(torch.randn(1, 3, 3, 3))  # no small_input knob
+        create_model("densenet_bc100", input_size=(3, 3, 3))  # no small_input knob
 
 
 def test_small_input_keeps_spatial_maps():

@@ -15,6 +15,10 @@ transition (BN-ReLU-conv1x1-avgpool 2x2) halves the channels ("C"ompression 0.5)
 - CIFAR (paper sec 3 and Table 2): densenet_bc100 (k=12), densenet_bc250 (k=24),
   densenet_bc190 (k=40): three dense blocks of (L-4)/6 bottleneck layers, a 3x3 stem conv
   with 2k maps, natively 32x32.
+
+Backbone vocabulary: forward_features is the map after norm5 and its ReLU (`relu5`, outside
+`features` as in torchvision); stages are the stem's relu0 (no stem activation in the CIFAR
+nets), each dense block's output before its transition, and relu5.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.models.layers import check_min_size, init_weights
+from cnnzoo.models.backbone import Backbone
+from cnnzoo.models.layers import init_weights
 from cnnzoo.models.registry import register_model, torchvision_ref
 
 
@@ -106,8 +111,13 @@ def _stem(kind: str, in_chans: int, width: int) -> list[tuple[str, nn.Module]]:
     return [("conv0", nn.Conv2d(in_chans, width, 3, 1, 1, bias=False))]
 
 
-class DenseNet(nn.Module):
-    """features (stem, dense blocks + transitions, norm5) -> ReLU -> global avg pool -> FC."""
+class DenseNet(Backbone):
+    """features (stem, dense blocks + transitions, norm5) -> ReLU -> global avg pool -> FC.
+
+    pre_logits is the pooled vector the `classifier` takes.
+    """
+
+    classifier_name = "classifier"
 
     def __init__(self, growth_rate: int, block_config: tuple[int, ...], num_init_features: int,
                  *, num_classes: int = 1000, in_chans: int = 3, bn_size: int = 4,
@@ -124,20 +134,25 @@ class DenseNet(nn.Module):
                 self.features.add_module(f"transition{i + 1}", Transition(n, cout))
                 n = cout
         self.features.add_module("norm5", nn.BatchNorm2d(n))
+        self.relu5 = nn.ReLU(inplace=True)
         self.classifier = nn.Linear(n, num_classes)
+        self.in_chans = in_chans
         # Smallest input that survives: the 7x7/2 conv, 3x3/2 max-pool and three 2x2 average
         # pools need 29 pixels (29 -> 15 -> 8 -> 4 -> 2 -> 1); stride-1 stems 2^transitions.
         transitions = len(block_config) - 1
-        self.min_size = 29 if stem == "imagenet" else 2**transitions
-        self.small_stem = stem != "imagenet"  # no small_input to suggest
+        self.min_input_size = 29 if stem == "imagenet" else 2**transitions
+        self.small_input = stem != "imagenet"  # a small stem already: no small_input to suggest
+        stem_act = () if stem == "cifar" else ("features.relu0",)
+        blocks = tuple(f"features.denseblock{i + 1}" for i in range(transitions))
+        self.stage_names = (*stem_act, *blocks, "relu5")
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_min_size(getattr(self, "model_name", "densenet"), x.shape[-2], x.shape[-1],
-                       self.min_size, self.small_stem)
-        out = F.relu(self.features(x), inplace=True)
-        out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        return self.classifier(out)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu5(self.features(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return x if pre_logits else self.classifier(x)
 
 
 # name: (growth rate, block config, stem width). The lectures quote no ImageNet error for

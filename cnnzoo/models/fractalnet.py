@@ -26,6 +26,9 @@ COLUMNS = 3 with those filters): `fractalnet20`. C=4 gives the 40-layer net of F
 `fractalnet40`, built here with the same widths (76.1M parameters). The paper's Table 1
 "40 layers, 22.9M params" net is a thinner variant (footnote: (128, 64, 32, 16) channels
 across the columns, linear projections before joins, mixed 1x1/3x3 filters) not built here.
+
+Backbone vocabulary: the stages are the five pools (`pools.0` .. `pools.4`, each block's
+output pooled); forward_features is the last of them, pre_logits its global average.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.models.backbone import Backbone
 from cnnzoo.models.layers import ConvBnAct, init_weights
 from cnnzoo.models.registry import register_model
 
@@ -100,12 +104,14 @@ class FractalBlock(nn.Module):
         return out
 
 
-class FractalNet(nn.Module):
+class FractalNet(Backbone):
     """B fractal blocks, each followed by a 2x2 max-pool, then global pool and FC.
 
     The pools use ceil_mode so 28-pixel inputs survive five halvings (28 -> 1); on 32x32
     inputs they are the paper's plain 2x2 pools.
     """
+
+    classifier_name = "fc"
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, *, columns: int = 3,
                  channels: tuple[int, ...] = CIFAR_CHANNELS, local_drop: float = 0.15,
@@ -130,7 +136,10 @@ class FractalNet(nn.Module):
         self.blocks = nn.ModuleList(
             FractalBlock(ci, co, columns, p) for ci, co, p in zip(cins, channels, drops)
         )
+        self.pools = nn.ModuleList(nn.MaxPool2d(2, ceil_mode=True) for _ in channels)
         self.fc = nn.Linear(channels[-1], num_classes)
+        self.in_chans = in_chans
+        self.stage_names = tuple(f"pools.{i}" for i in range(len(channels)))
         init_weights(self)
 
     @property
@@ -146,12 +155,15 @@ class FractalNet(nn.Module):
             return "global", int(torch.randint(self.num_columns, (), device="cpu"))
         return "local", None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         mode, column = self.last_mode = self._plan()
-        for block in self.blocks:
-            x = block(x, self.local_drop if mode == "local" else 0.0, column)
-            x = F.max_pool2d(x, 2, ceil_mode=True)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        for block, pool in zip(self.blocks, self.pools):
+            x = pool(block(x, self.local_drop if mode == "local" else 0.0, column))
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return x if pre_logits else self.fc(x)
 
 
 def _register(name: str, columns: int, notes: str):

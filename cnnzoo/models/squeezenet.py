@@ -13,14 +13,19 @@ averaged. Dropout 0.5 sits before that conv.
 torchvision's module names (features.N, each Fire with squeeze / expand1x1 / expand3x3 and
 their *_activation; classifier.1 the final conv), so its ImageNet weights load with
 `strict=True`.
+
+Backbone vocabulary: forward_features is `features` (512 maps); stages are the stem's ReLU,
+the last layer before each later max-pool, and the last Fire.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from cnnzoo.models.layers import check_min_size, init_weights
+from cnnzoo.models.backbone import Backbone
+from cnnzoo.models.layers import init_weights
 from cnnzoo.models.registry import register_model, torchvision_ref
 
 PAPER = ("Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and "
@@ -68,9 +73,16 @@ VERSIONS = {
 MIN_SIZE = {("1_0", False): 21, ("1_1", False): 17, ("1_0", True): 8, ("1_1", True): 8}
 
 
-class SqueezeNet(nn.Module):
+class SqueezeNet(Backbone):
     """features (stem conv, ReLU, Fires and pools) -> classifier (dropout, 1x1 conv to classes,
-    ReLU, global avg pool) -> flatten."""
+    ReLU, global avg pool) -> flatten.
+
+    pre_logits is the dropout-then-averaged feature vector (512): `classifier.1` applied to it
+    (as a 1x1 map) gives the class conv's mean response before its ReLU, a linear read-out;
+    the logits average after that ReLU.
+    """
+
+    classifier_name = "classifier.1"
 
     def __init__(self, version: str = "1_0", num_classes: int = 1000, in_chans: int = 3,
                  dropout: float = 0.5, small_input: bool = False):
@@ -90,16 +102,23 @@ class SqueezeNet(nn.Module):
         final_conv = nn.Conv2d(c, num_classes, 1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), final_conv, nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(1))
-        self.min_size = MIN_SIZE[(version, small_input)]
+        self.in_chans = in_chans
+        self.min_input_size = MIN_SIZE[(version, small_input)]
         self.small_input = small_input
+        before_pools = [i - 1 for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        self.stage_names = tuple(f"features.{i}" for i in (*before_pools, len(layers) - 1))
         init_weights(self)
         # Paper's code (and torchvision): the class conv starts small, N(0, 0.01).
         nn.init.normal_(final_conv.weight, 0.0, 0.01)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_min_size(getattr(self, "model_name", "squeezenet"), x.shape[-2], x.shape[-1],
-                       self.min_size, self.small_input)
-        return torch.flatten(self.classifier(self.features(x)), 1)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if pre_logits:
+            dropout = self.classifier[0]
+            return torch.flatten(F.adaptive_avg_pool2d(dropout(x), 1), 1)
+        return torch.flatten(self.classifier(x), 1)
 
 
 _META = dict(family="squeezenet", paper=PAPER, year=2016, input_size=(3, 224, 224),
