@@ -42,17 +42,8 @@ from cnnzoo.models.resnet import ResNet
 from cnnzoo.models.squeezenet import SqueezeNet
 from cnnzoo.models.vgg import VGG
 
-# The layers that map features to class scores, per network class (torchvision's names).
-# skip_classifier leaves these as the model initialised them.
-CLASSIFIERS: dict[type, tuple[str, ...]] = {
-    AlexNet: ("classifier.6",),
-    VGG: ("classifier.6",),
-    GoogLeNet: ("fc", "aux1.fc2", "aux2.fc2"),
-    Inception3: ("fc", "AuxLogits.fc"),
-    ResNet: ("fc",),
-    DenseNet: ("classifier",),
-    SqueezeNet: ("classifier.1",),
-}
+# The network classes laid out as torchvision's, so its checkpoints load as they are.
+TORCHVISION_LAYOUT = (AlexNet, VGG, GoogLeNet, Inception3, ResNet, DenseNet, SqueezeNet)
 # torchvision's densenet._load_state_dict pattern for the old `norm.1`-style keys.
 _DENSENET_OLD_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
@@ -116,15 +107,15 @@ def rename_densenet_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
 
 
 def classifier_keys(model: nn.Module, required: bool = True) -> set[str]:
-    """State-dict keys of the model's class-score layers (see CLASSIFIERS); for a network
-    without a torchvision counterpart an error, or nothing if not `required`."""
-    names = next((v for cls, v in CLASSIFIERS.items() if isinstance(model, cls)), None)
-    if names is None:
+    """State-dict keys of the model's class-score layers (`get_classifier()` and the aux
+    heads' last layers); for a network without a torchvision counterpart an error, or
+    nothing if not `required`."""
+    if not isinstance(model, TORCHVISION_LAYOUT):
         if not required:
             return set()
         raise CnnzooError(f"{type(model).__name__} has no torchvision counterpart, so there "
                           "is no published classifier to skip")
-    prefixes = tuple(n + "." for n in names)
+    prefixes = tuple(n + "." for n in (model.classifier_name, *model.aux_classifier_names))
     return {k for k in model.state_dict() if k.startswith(prefixes)}
 
 
@@ -162,7 +153,7 @@ def load_torchvision_weights(
         .safetensors file, or a state dict already in memory.
     strict: every key of the model and of the checkpoint must match (the default). With
         strict=False missing and unexpected keys are ignored; mis-shaped ones never are.
-    skip_classifier: keep the model's own class-score layer(s) (CLASSIFIERS) and load
+    skip_classifier: keep the model's own class-score layer(s) (`classifier_keys`) and load
         everything else: the way to start from ImageNet weights with num_classes != 1000.
 
     Raises CheckpointError, naming the file and the keys, when the weights do not fit.
