@@ -169,22 +169,6 @@ def check_transform_input(name: str, transform: bool, in_chans: int) -> None:
                           f"normalised images; it cannot be used with in_chans={in_chans}")
 
 
-def check_min_size(model_name: str, h: int, w: int, min_size: int,
-                   small_input: bool = False) -> None:
-    """Fail early, with the numbers, when an input is too small for the network's stem.
-
-    The message suggests `small_input=True` unless the model already has the small stem.
-    """
-    if h < min_size or w < min_size:
-        from cnnzoo.errors import ShapeError
-
-        hint = "" if small_input else " (use small_input=True for a 28/32-pixel stem)"
-        raise ShapeError(
-            f"{model_name}: input {h}x{w} is too small; it needs at least "
-            f"{min_size}x{min_size}{hint}"
-        )
-
-
 # --------------------------------------------------------------- network shapes, shared
 def stage_ends(features: nn.Sequential, prefix: str = "features") -> tuple[str, ...]:
     """timm-style stages of a plain conv stack: the last layer at each resolution (the one
