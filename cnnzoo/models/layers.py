@@ -1,5 +1,5 @@
 """Blocks shared by every family: conv-bn-act (and torchvision's BasicConv2d), concatenated
-branches, drop-path, auxiliary outputs, init, the input-size check, the ImageNet statistics
+branches, drop-path, auxiliary outputs, init, the ImageNet statistics
 and the TF-ported weights' input transform; and the network shapes several families share
 (a named layer stack, an Inception-style trunk with auxiliary heads).
 
