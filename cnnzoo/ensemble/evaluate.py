@@ -51,8 +51,8 @@ def evaluate_ensemble(runs, *, dataset: str | None = None, data_dir: str | None 
     """The ensemble of `runs` on the test split of `dataset` (default the members'), for
     each test-time augmentation in `tta`; with `out`, written there (module doc)."""
     from cnnzoo.data import build_loader
-    from cnnzoo.evaluate.evaluate import Normalized, check_dataset, test_set, view_count
-    from cnnzoo.runs import load_runs
+    from cnnzoo.evaluate.evaluate import Normalized, view_count
+    from cnnzoo.runs import check_dataset, load_runs, test_set
     from cnnzoo.utils.device import pick_device
 
     tta = [tta] if isinstance(tta, str) else list(tta)
