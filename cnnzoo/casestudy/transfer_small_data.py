@@ -68,7 +68,8 @@ def _head(model) -> str:
 
 
 def crossover(ns: list[int], a: list[float], b: list[float]) -> float | None:
-    """The n (log-interpolated) where curve b first reaches curve a, or None."""
+    """The n (log-interpolated) where curve b first reaches curve a: ns[0] when it starts
+    there, None when it never does."""
     d = [y - x for x, y in zip(a, b)]
     if d[0] >= 0:
         return float(ns[0])
@@ -121,7 +122,7 @@ def run(ctx: Context) -> Finding:
                                                        curve["from scratch"]),
                     "fine-tune passes probe": crossover(sizes, curve["linear probe"],
                                                         curve["fine-tune"])}
-        where = "; ".join(f"{k} at {_n(v)}" for k, v in cross[t].items())
+        where = "; ".join(f"{k} {_n(v, lo)}" for k, v in cross[t].items())
         lines.append(f"{t}: at {lo}/class best transfer minus scratch {100 * d1:+.1f} points "
                      f"(noise {100 * n1:.1f}): {v1}; at {hi}/class fine-tune minus probe "
                      f"{100 * d2:+.1f} (noise {100 * n2:.1f}): {v2}. Crossovers (images per "
@@ -157,8 +158,10 @@ def run(ctx: Context) -> Finding:
               "source_test_acc": source_acc, "crossovers": cross})
 
 
-def _n(v):
-    return "none in range" if v is None else f"~{v:.0f}"
+def _n(v, lo: int) -> str:
+    if v is None:
+        return "nowhere in the range"
+    return f"already at {lo}" if v <= lo else f"at ~{v:.0f}"
 
 
 def _figure(acc, targets, sizes, cross):
