@@ -18,6 +18,31 @@ def test_update_ratio_is_the_actual_change_over_one_step():
     assert abs(r.ratios()["weight"] - 0.01 / 2.0) < 1e-7  # ||lr * g|| / ||w|| = 0.01 * 4 / 8
 
 
+def test_monitor_step_reads_every_layer_in_one_sync_with_the_same_values(monkeypatch):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
+                        nn.Linear(8 * 4 * 4, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    r = UpdateRatio(net)
+    r.snapshot()
+    before = {n: p.detach().clone() for n, p in r.params.items()}
+    net(torch.randn(4, 3, 8, 8)).square().mean().backward()
+    want_g = {n: float(p.grad.norm()) for n, p in r.params.items()}  # one read per layer
+    reads = []
+    for name in ("item", "tolist", "__float__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _r=real, **k: (
+            reads.append(1), _r(self, *a, **k))[1])
+    got_g = r.grad_norms()
+    opt.step()
+    got_r = r.ratios()
+    monkeypatch.undo()
+    assert len(reads) == 2  # one per call, however many layers
+    assert got_g == want_g and list(got_g) == ["0.weight", "2.weight", "4.weight"]
+    assert got_r == {n: float((p.detach() - before[n]).norm() / before[n].norm())
+                     for n, p in r.params.items()}
+
+
 def test_vanishing_activations_and_dead_relus_are_reported():
     torch.manual_seed(0)
     layers = []

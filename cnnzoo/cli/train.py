@@ -68,6 +68,9 @@ def add_parsers(sub) -> None:
                    help="NHWC memory format (default: on, except on MPS; faster on CPU "
                    "as measured in BENCHMARKS.md)")
     r.add_argument("--compile", action="store_const", const=True, help="torch.compile")
+    r.add_argument("--sync-bn", action="store_const", const=True,
+                   help="torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; "
+                   "CUDA only)")
     r.add_argument("--threads", type=positive_int, help="torch CPU threads")
     r.add_argument("--out", metavar="RUN", help="run folder (default runs/MODEL_DATASET)")
     r.add_argument("--resume", action="store_const", const=True,

@@ -50,6 +50,7 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool | None = None  # None: on except on MPS (measured faster on CPU)
     compile: bool = False
+    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (CUDA only)
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
     out: str | None = None  # default runs/<model>_<dataset>
     resume: bool = False

@@ -4,7 +4,9 @@
 process trains a DistributedDataParallel replica on its shard of every batch (gloo on CPU,
 nccl on CUDA). --batch-size stays the global batch: each rank takes batch_size / N, and DDP
 averages the gradients, so the step equals one single-process step on the whole batch.
-Only rank 0 writes the run folder; epoch metrics are summed across ranks.
+Only rank 0 writes the run folder; epoch metrics are summed across ranks. On several machines
+(`torchrun --nnodes N --rdzv-backend c10d ...`) a rank sees only its own disk: what rank 0
+reads from the run folder (the best weights) it sends to the others.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def device_for(d: Dist, device: torch.device) -> torch.device:
     return device
 
 
+def sync_batchnorm(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+    """BatchNorm -> SyncBatchNorm under DDP: batch statistics over the global batch, not each
+    rank's share. The parameters and buffers stay the same tensors under the same names, so
+    the optimizer's groups stay valid and the run folder loads into the plain model."""
+    if not d.enabled:
+        print("warning: --sync-bn: a single process already normalises over the whole "
+              "batch; nothing to convert (it matters under torchrun)", file=sys.stderr,
+              flush=True)
+        return model
+    if device.type != "cuda":  # torch's SyncBatchNorm rejects CPU input; its kernels are CUDA's
+        raise CnnzooError(f"--sync-bn: torch's SyncBatchNorm runs on CUDA only (torch "
+                          f"{torch.__version__} has no CPU kernel for it); drop --sync-bn on "
+                          f"{device.type} (BatchNorm statistics then stay per rank)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
     if not d.enabled:
         return model
@@ -99,6 +117,22 @@ def _all_reduce(t: torch.Tensor) -> None:
         time.sleep(1e-4)
 
 
+def each_rank(d: Dist, value: float, device: torch.device) -> list[float]:
+    """Every rank's `value`, in rank order, on every rank."""
+    if not d.enabled:
+        return [value]
+    return all_reduce_sum(d, [value if i == d.rank else 0.0 for i in range(d.world_size)],
+                          device)
+
+
+def broadcast_module(d: Dist, module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers onto every rank, in place (the others may not see
+    the files rank 0 reads: on another machine, its disk holds no run folder)."""
+    if d.enabled:
+        for t in module.state_dict().values():  # views of the module's own tensors
+            dist.broadcast(t, src=0)
+
+
 def any_rank(d: Dist, flags: list[bool], device: torch.device) -> list[bool]:
     """Each flag true on any rank (so every rank stops at the same step)."""
     if not d.enabled:
@@ -119,8 +153,7 @@ def agree(d: Dist, device: torch.device, fn, *args):
         if error is not None:
             raise error
         return result
-    failed = all_reduce_sum(d, [float(error is not None and i == d.rank)
-                                for i in range(d.world_size)], device)
+    failed = each_rank(d, float(error is not None), device)
     if error is not None:
         raise error
     if any(failed):

@@ -39,15 +39,21 @@ class UpdateRatio:
         self.before = {n: p.detach().clone() for n, p in self.params.items()}
 
     def grad_norms(self) -> dict[str, float]:
-        return {n: float(p.grad.norm()) for n, p in self.params.items() if p.grad is not None}
+        return _read({n: p.grad.norm() for n, p in self.params.items() if p.grad is not None})
 
     def ratios(self) -> dict[str, float]:
-        out = {}
-        for n, p in self.params.items():
-            w0 = self.before[n]
-            out[n] = float((p.detach() - w0).norm() / w0.norm().clamp_min(1e-12))
+        out = _read({n: (p.detach() - self.before[n]).norm()
+                     / self.before[n].norm().clamp_min(1e-12) for n, p in self.params.items()})
         self.before = None
         return out
+
+
+def _read(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors to floats in one device sync (per layer, a GPU would stall per layer);
+    float64 holds each float32 value exactly, as float() does."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist()))
 
 
 def health_warnings(ratios: dict, var: dict, zeros: dict, annealing: bool = False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import os
 import signal
@@ -207,7 +208,7 @@ def resume_config(cfg: TrainConfig, out: Path) -> tuple[TrainConfig, dict | None
                                   f" not {getattr(cfg, k)!r}")
     # runtime knobs: the resumed process may run them differently
     keep = ("resume", "device", "threads", "progress", "time_limit", "tensorboard",
-            "eval_test", "data_dir", "amp", "compile")
+            "eval_test", "data_dir", "amp", "compile", "sync_bn")
     if cfg.channels_last is not None:
         keep += ("channels_last",)
     over = {k: getattr(cfg, k) for k in keep}
@@ -273,6 +274,8 @@ def build_parts(cfg: TrainConfig | dict, *, model: nn.Module | None = None,
                      else device.type != "mps")  # NHWC: +25% for LeNet-5 on CPU
     fmt = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=fmt)
+    if cfg.sync_bn:
+        model = dist.sync_batchnorm(model, d, device)
     groups = _param_groups(model, param_groups)
 
     run_config = {
@@ -404,6 +407,8 @@ class Trainer:
         cfg, device = self.cfg, self.device
         if cfg.eval_test and parts.test_loader is None:
             raise CnnzooError("--eval-test: these run parts have no test_loader")
+        if cfg.resume and self.d.enabled:
+            self._same_resume_point()
         self.net = dist.wrap(self.model, self.d, device)
         if cfg.compile:
             self.net = torch.compile(self.net)
@@ -446,6 +451,29 @@ class Trainer:
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
 
     # --- the run folder --------------------------------------------------------------------
+
+    def _same_resume_point(self) -> None:
+        """Every rank must resume from the same checkpoint. Each reads --out on its own
+        machine, which may hold no copy of rank 0's run, or another one: checked before
+        anything is written, so every rank stops with the same error."""
+        def step_on_disk() -> float:
+            if not (self.out / ckpt.STATE).exists():
+                return -1.0
+            try:
+                return float(json.loads((self.out / ckpt.STATE_JSON).read_text())["step"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return -2.0
+
+        seen = dist.each_rank(self.d, step_on_disk(), self.device)
+        if len(set(seen)) > 1:
+            def what(v):
+                return {-1.0: "no checkpoint", -2.0: f"no readable {ckpt.STATE_JSON}"}.get(
+                    v, f"a checkpoint at step {v:.0f}")
+            r = next(i for i, v in enumerate(seen) if v != seen[0])
+            raise CheckpointError(
+                f"--resume: rank {r} finds {what(seen[r])} in its --out, rank 0 "
+                f"{what(seen[0])}; on several machines --out must be one shared folder "
+                "(or the same copy on each)")
 
     def _prepare_folder(self) -> None:
         def prepare():
@@ -750,7 +778,11 @@ class Trainer:
 
     def test_accuracy(self) -> float:
         """Accuracy of the best weights on the test split (written as a "test" record)."""
-        self.model.load_state_dict(runs.read_weights(self.out / runs.BEST))
+        def load():
+            if self.d.is_main:  # the only rank that wrote it: the others get it from rank 0
+                self.model.load_state_dict(runs.read_weights(self.out / runs.BEST))
+        dist.agree(self.d, self.device, load)
+        dist.broadcast_module(self.d, self.model)
         _, acc = self.evaluate(self.parts.test_loader)
         if self.d.is_main:
             log = runs.MetricsLog(self.out / runs.METRICS)
