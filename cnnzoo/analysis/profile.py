@@ -465,6 +465,8 @@ def profile(
         name = getattr(model, "model_name", type(model).__name__)
         net = meta_copy(model)
     net = net.to(dtype).eval()  # our own copy: the caller's module keeps its dtype and mode
+    if hasattr(net, "check_input_size"):  # the stem's own limits, with its numbers
+        net.check_input_size(input_size)
     x = torch.empty((1, *input_size), device="meta", dtype=dtype)
     tracer = _trace(net, x, name)
     saved, why = _saved_bytes(net, x) if training else (None, "")
