@@ -143,7 +143,7 @@ def test_ensembles_of_paths_deletes_the_right_blocks():
 
     from cnnzoo.casestudy import common
     from cnnzoo.casestudy.core import Context
-    from cnnzoo.casestudy.ensembles_of_paths import blocks, reestimate_bn
+    from cnnzoo.casestudy.ensembles_of_paths import blocks
     from cnnzoo.models.resnet import cifar_resnet
 
     for residual in (True, False):
@@ -154,7 +154,7 @@ def test_ensembles_of_paths_deletes_the_right_blocks():
     m = cifar_resnet(8, data.num_classes, 1).eval()
     before = {n: b.running_mean.clone() for n, b in m.named_modules()
               if isinstance(b, torch.nn.BatchNorm2d)}
-    reestimate_bn(m, "layer2.0", data, ctx.device, 32)
+    common.reestimate_bn(m, data, ctx.device, 32, after="layer2.0")
     after = {n: b.running_mean for n, b in m.named_modules()
              if isinstance(b, torch.nn.BatchNorm2d)}
     assert all(torch.equal(before[n], after[n]) for n in before if not n.startswith(

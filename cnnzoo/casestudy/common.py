@@ -199,6 +199,30 @@ def logits(model: nn.Module, data: Data, ds, device, batch_size: int = 500) -> t
     return torch.cat([model(x).float().cpu() for x, _ in loader(data, ds, batch_size, device)])
 
 
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, data: Data, device, images: int,
+                  after: str | None = None) -> None:
+    """Recompute the running statistics of the batch-norm layers (those after the module
+    named `after`, or all) on `images` training images, the rest of the model in eval mode
+    (cumulative average, no augmentation)."""
+    names = [n for n, _ in model.named_modules()]
+    start = names.index(after) if after else -1
+    bns = [m for n, m in model.named_modules()
+           if isinstance(m, nn.BatchNorm2d) and names.index(n) > start]
+    model.eval()  # the layers before keep their statistics; only these collect new ones
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative: every batch weighs the same
+        m.train()
+    seen = 0
+    for x, _ in loader(data, data.train, 250, device, shuffle=True, seed=1):
+        model(x)
+        seen += len(x)
+        if seen >= images:
+            break
+    model.eval()
+
+
 def accuracy(model: nn.Module, data: Data, ds, device) -> float:
     """Top-1 accuracy in eval mode, no augmentation."""
     pred = logits(model, data, ds, device).argmax(1)

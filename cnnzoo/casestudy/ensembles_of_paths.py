@@ -32,28 +32,6 @@ def blocks(model: nn.Module) -> list[tuple[nn.Sequential, int, str]]:
     return out
 
 
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, after: str, data: common.Data, device, images: int) -> None:
-    """Recompute the running statistics of the BN layers after block `after` (named
-    "layerS.I") on `images` training images (cumulative average, no augmentation)."""
-    names = [n for n, _ in model.named_modules()]
-    start = names.index(after)
-    bns = [m for n, m in model.named_modules()
-           if isinstance(m, nn.BatchNorm2d) and names.index(n) > start]
-    model.eval()  # the layers before keep their statistics; only these collect new ones
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative: every batch weighs the same
-        m.train()
-    seen = 0
-    for x, _ in common.loader(data, data.train, 250, device, shuffle=True, seed=1):
-        model(x)
-        seen += len(x)
-        if seen >= images:
-            break
-    model.eval()
-
-
 def delete_each(model, data, device, bn_images) -> dict[str, dict[str, float]]:
     """Test accuracy with each deletable block replaced by the identity, without and with
     batch-norm re-estimation."""
@@ -62,7 +40,7 @@ def delete_each(model, data, device, bn_images) -> dict[str, dict[str, float]]:
         m = copy.deepcopy(model)
         getattr(m, f"layer{s}")[i] = nn.Identity()
         plain = common.accuracy(m, data, data.test, device)
-        reestimate_bn(m, f"layer{s}.{i}", data, device, bn_images)
+        common.reestimate_bn(m, data, device, bn_images, after=f"layer{s}.{i}")
         out[name] = {"as is": plain, "BN re-estimated": common.accuracy(m, data, data.test,
                                                                         device)}
     return out
