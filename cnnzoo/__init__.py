@@ -2,6 +2,7 @@
 compare, transfer, ensemble and look inside."""
 
 import cnnzoo.analysis  # noqa: F401  (plugs the measuring code into the models)
+from cnnzoo.infer import optimize_for_inference
 from cnnzoo.models import (
     AuxOutput,
     ModelInfo,
@@ -22,4 +23,5 @@ __all__ = [
     "list_models",
     "main_logits",
     "model_info",
+    "optimize_for_inference",
 ]

@@ -15,7 +15,7 @@ from cnnzoo.models.registry import UnknownModelError
 
 # Sub-modules that contribute subcommands, in the order `cnnzoo -h` lists them.
 _MODULES = ["models", "analysis", "data", "train", "evaluate", "report", "demo", "imaging",
-            "casestudy", "transfer", "ensemble", "viz", "weights"]
+            "casestudy", "transfer", "ensemble", "viz", "weights", "export", "bench"]
 
 
 class _Parser(argparse.ArgumentParser):
