@@ -14,9 +14,10 @@ from cnnzoo.analysis import check_input
 from cnnzoo.errors import CnnzooError, ShapeError
 from cnnzoo.models import inception_v4 as inception_v4_mod
 from cnnzoo.models.googlenet import STAGES, Inception
-from cnnzoo.models.layers import Concat
+from cnnzoo.models.layers import Concat, main_logits
 from cnnzoo.train import TrainConfig, train
-from cnnzoo.train.trainer import Trainer
+from cnnzoo.train import trainer as trainer_mod
+from cnnzoo.train.trainer import recipe_loss
 
 
 def n_params(name, **kw):
@@ -264,10 +265,10 @@ def test_aux_loss_weight_reaches_aux_heads_exactly():
 
 # --------------------------------------------- the trainer's loss through a real backward pass
 def _trainer_loss(out, y, aux_weight=0.3, label_smoothing=0.0):
-    """Trainer._loss as the training loop calls it (it only reads these two config fields)."""
-    fake = SimpleNamespace(cfg=SimpleNamespace(aux_weight=aux_weight,
-                                               label_smoothing=label_smoothing))
-    return Trainer._loss(fake, out, y)
+    """The trainer's recipe loss as the training loop calls it (it reads these two config
+    fields), with the main logits."""
+    cfg = SimpleNamespace(aux_weight=aux_weight, label_smoothing=label_smoothing)
+    return recipe_loss(cfg)(out, y), main_logits(out)
 
 
 def _smoothed(y, k, ls):
@@ -322,16 +323,20 @@ def test_train_googlenet_uses_aux_loss_weight_0_3(tmp_path, monkeypatch):
     """One real run of cnnzoo.train on tiny synthetic data: the loss the trainer backpropagates
     is CE(main) + 0.3 * (CE(aux1) + CE(aux2)), and its gradient reaches the aux heads."""
     seen = []
-    original = Trainer._loss
+    original = trainer_mod.recipe_loss
 
-    def spy(self, out, y):
-        loss, logits = original(self, out, y)
-        heads = (self.model.aux1.fc2.bias, self.model.aux2.fc2.bias)
-        grads = torch.autograd.grad(loss, heads, retain_graph=True)
-        seen.append((out, y, self.cfg.aux_weight, loss.detach(), grads))
-        return loss, logits
+    def spying_recipe_loss(cfg):
+        loss_fn = original(cfg)
 
-    monkeypatch.setattr(Trainer, "_loss", spy)
+        def spy(out, y):
+            loss = loss_fn(out, y)
+            # d loss / d aux logits, summed over the batch = the aux head's bias gradient
+            grads = [g.sum(0) for g in torch.autograd.grad(loss, out.aux, retain_graph=True)]
+            seen.append((out, y, cfg.aux_weight, loss.detach(), grads))
+            return loss
+        return spy
+
+    monkeypatch.setattr(trainer_mod, "recipe_loss", spying_recipe_loss)
     cfg = TrainConfig(model="googlenet", dataset="synthetic", epochs=1, batch_size=16,
                       dataset_kwargs={"num_samples": 40, "size": 32, "channels": 3},
                       out=str(tmp_path / "run"), monitor=False, progress=False, log_every=1)
