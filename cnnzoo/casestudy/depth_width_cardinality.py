@@ -76,9 +76,8 @@ def run(ctx: Context) -> Finding:
            f"{100 * parts[1][1]:+.2f} points (noise {100 * parts[1][2]:.2f}): {parts[1][0]}. "
            f"MACs {'matched' if matched else 'NOT matched'} within {MAC_TOLERANCE:.0%} "
            f"({min(macs.values()) / 1e6:.1f}M to {max(macs.values()) / 1e6:.1f}M, "
-           f"{min(macs.values()) / base:.2f}x to {max(macs.values()) / base:.2f}x the base). "
-           "Grouped convolutions run slower per MAC on a CPU, so the time column is not "
-           "matched even when the MACs are.")
+           f"{min(macs.values()) / base:.2f}x to {max(macs.values()) / base:.2f}x the base); "
+           "time per epoch is reported, not judged: equal MACs need not mean equal time.")
     return Finding(
         setting=(f"{data.describe()}. Base: a CIFAR-style bottleneck ResNet, 3x3 stem 16, 2 "
                  f"bottlenecks per stage (planes {planes}/{2 * planes}/{4 * planes}, outputs "
