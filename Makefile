@@ -40,7 +40,11 @@ demo: data
 # Everything, slow-marked tests included (about 5 minutes here); plain `pytest` runs the fast set.
 test: $(DEVSTAMP) data browser
 	$(BIN)/ruff check cnnzoo tests benchmarks
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "not heavy"
+
+# Also the heavy tests (every large model exported to ONNX and checked against onnxruntime).
+test-all: $(DEVSTAMP) data browser
+	$(BIN)/python -m pytest -q -m "slow or not slow or heavy"
 
 test-fast: $(DEVSTAMP) data
 	$(BIN)/python -m pytest -q

@@ -29,7 +29,8 @@ ort = pytest.importorskip("onnxruntime")
 
 ALL = cnnzoo.list_models()
 # Export time grows with the graph: these take ~15-100 s each on a loaded 2-core machine (one
-# representative per family stays fast); they run in `make test`.
+# representative per family stays fast); marked heavy, they run in `make test-all`, not in
+# `make test`, which would otherwise spend most of its time here.
 SLOW = {"resnet1202", "plain_cifar1202", "preact_resnet1001", "densenet264", "wrn28_10", "wrn",
         "densenet_bc250", "densenet_bc190", "inception_resnet_v2", "inception_v4",
         "densenet121", "densenet169", "densenet201", "densenet161", "fractalnet40",
@@ -47,7 +48,7 @@ def ort_logits(path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.heavy) if n in SLOW else n
                                   for n in ALL])
 def test_every_model_exports_and_matches_onnxruntime(name, tmp_path):
     model, size = small_model(name)
