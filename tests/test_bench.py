@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cnnzoo.bench import interleaved, machine_info
-from cnnzoo.bench.measure import peak_memory
+from cnnzoo.bench.measure import Candidate, measure, peak_memory
 from cnnzoo.cli import main
 
 TINY = ["--batch", "2", "--rounds", "2", "--min-time", "0", "--warmup", "1"]
@@ -42,11 +42,17 @@ def test_machine_info_reads_cpu_model_and_flags():
     assert ("avx2" in flags) == ("avx2" in info["cpu_flags"])
 
 
-def test_peak_memory_sees_an_allocation():
-    got = peak_memory(lambda: torch.ones(64, 2**20).sum(), torch.device("cpu"))  # 256 MB
-    if got is None:
+def test_peak_memory_sees_each_candidates_allocation():
+    if peak_memory(lambda: None, torch.device("cpu")) is None:
         pytest.skip("no /proc/self/clear_refs here")
-    assert got > 200 * 2**20
+    alloc = lambda: torch.ones(64, 2**20).sum()  # noqa: E731  (256 MB, freed at once)
+    # the second candidate must not read 0 because the allocator kept the first one's pages
+    cands = [Candidate(n, alloc, 1, 1.0) for n in ("a", "b")]
+    rows = measure(cands, device=torch.device("cpu"), rounds=1, min_time=0, warmup=0)
+    assert [r["peak_memory_bytes"] > 200 * 2**20 for r in rows["candidates"]] == [True, True]
+    no = measure([Candidate("c", alloc, 1, 1.0, memory=False)], device=torch.device("cpu"),
+                 rounds=1, min_time=0, warmup=0)
+    assert no["candidates"][0]["peak_memory_bytes"] is None
 
 
 def test_bench_infer_json(capsys):
@@ -87,6 +93,11 @@ def test_bench_ladder_json(capsys):
         assert c["top1_agreement"] == 1.0
     assert rows[0]["max_abs_diff"] == 0.0
     assert rows[-1]["setup_s"] > 0  # export + session time, apart from steady state
+    assert rows[-1]["peak_memory_bytes"] is None  # ORT's arena: not measurable by RSS
+    assert main(["bench", "lenet5", "--ladder", "--no-compile", "--no-peak", *TINY]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("ONNX Runtime"))
+    assert line.split()[-2:] == ["1", "n/a"]  # top-1 agreement filled; ORT memory n/a
 
 
 def test_bench_zoo_writes_table_and_plot(tmp_path, capsys):

@@ -67,8 +67,9 @@ def speed_ladder(name: str, *, batch: int = 16, input_size=None, device=None,
     cl = optimize_for_inference(model, input_size=size, channels_last=True)
     rungs: list[tuple[Candidate, object]] = []  # (timed candidate, fn giving logits)
 
-    def add(rung_name, logits_fn, setup_s=None, note=""):
-        rungs.append((Candidate(rung_name, logits_fn, batch, flops, setup_s, note), logits_fn))
+    def add(rung_name, logits_fn, setup_s=None, note="", memory=True):
+        rungs.append((Candidate(rung_name, logits_fn, batch, flops, setup_s, note, memory),
+                      logits_fn))
 
     with torch.no_grad():
         add("eager NCHW", lambda: model(x))
@@ -97,7 +98,7 @@ def speed_ladder(name: str, *, batch: int = 16, input_size=None, device=None,
             x_np = x.cpu().numpy()
             add("ONNX Runtime", lambda: torch.from_numpy(sess.run(None, {"input": x_np})[0]),
                 setup_s, f"providers {', '.join(sess.get_providers())}; export + check "
-                "excluded")
+                "excluded", memory=False)  # its arena allocates outside what RSS deltas see
         except Exception as e:  # onnx not installed, or the export check failed
             failed.append({"name": "ONNX Runtime", "error": _first_line(e)})
 
@@ -126,7 +127,9 @@ def format_ladder(r: dict) -> str:
              f"{r['model']}: speed ladder, batch {r['batch']}, input {size}, float32, "
              f"{format_macs(r['macs_per_image'])} per image (largest |logit| "
              f"{r['logit_scale']:.3g})",
-             *format_rows(rows, extra=("max|diff|", "top-1 agree")), *format_peaks(r["peak"])]
+             *format_rows(rows, extra={"max_abs_diff": "max|diff|",
+                                       "top1_agreement": "top-1 agree"}),
+             *format_peaks(r["peak"])]
     for c in r["candidates"]:
         if "error" in c:
             lines.append(f"  {c['name']}: not measured ({c['error']})")

@@ -15,6 +15,7 @@ autocast for --amp (bfloat16 on CPU); the output says which.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class Candidate:
     flops: float  # per call
     setup_s: float | None = None  # compile / export, excluded from the steady state
     note: str = ""
+    memory: bool = True  # False: allocates outside what peak_memory can see (ORT's arena)
 
 
 def _rss_kb(field: str) -> int:
@@ -43,10 +45,35 @@ def _rss_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
+@contextlib.contextmanager
+def fresh_pages():
+    """glibc keeps freed heap memory resident, so a second candidate's activations reuse the
+    first's pages and the RSS would not grow at all. While memory is measured, allocations
+    from 64 KB up come from mmap and go back to the OS when freed; afterwards the thresholds
+    that glibc's own adjustment converges to (32 MB mmap, 64 MB trim) are set, so timings
+    taken later in the process see the usual allocator."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: plain RSS, which may under-report
+        yield
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 64 << 10)
+    try:
+        yield
+    finally:
+        if ok:
+            mallopt(m_mmap_threshold, 32 << 20)
+            mallopt(m_trim_threshold, 64 << 20)
+
+
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int | None:
     """Bytes one call needs beyond what is already resident (activations, workspaces):
     CUDA max_memory_allocated; on Linux the resident-set high-water mark, reset through
-    /proc/self/clear_refs first. None where neither is available."""
+    /proc/self/clear_refs first (use inside `fresh_pages()`). None where neither works.
+    One untimed call first pages back in what the kernel may have reclaimed meanwhile
+    (weights of a model that sat idle while others ran)."""
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -82,8 +109,11 @@ def measure(cands: list[Candidate], *, device: torch.device, rounds: int, min_ti
                "gflops": gflops, "setup_s": c.setup_s, "note": c.note}
         for kind, p in peak.items():
             row[f"share_of_{kind}_peak"] = gflops / p["gflops"]
-        row["peak_memory_bytes"] = peak_memory(c.fn, device) if memory else None
         rows.append(row)
+    with fresh_pages():  # after the timing: it changes how the allocator behaves
+        for c, row in zip(cands, rows):
+            row["peak_memory_bytes"] = (peak_memory(c.fn, device) if memory and c.memory
+                                        else None)
     return {"candidates": rows, "peak": peak}
 
 
@@ -205,10 +235,12 @@ def _mb(n) -> str:
     return "n/a" if n is None else f"{n / 2**20:,.0f} MB"
 
 
-def format_rows(rows: list[dict], extra: tuple[str, ...] = ()) -> list[str]:
-    """A fixed-width table of candidate rows (shared by bench and the ladder)."""
+def format_rows(rows: list[dict], extra: dict[str, str] | None = None) -> list[str]:
+    """A fixed-width table of candidate rows (shared by bench and the ladder); `extra`:
+    {row key: column header} for more columns."""
+    extra = extra or {}
     head = f"  {'':<28}{'img/s':>10}{'ms/batch':>11}{'spread':>8}{'GFLOP/s':>9}{'conv pk':>9}"
-    head += "".join(f"{h:>12}" for h in extra) + f"{'peak mem':>11}"
+    head += "".join(f"{h:>12}" for h in extra.values()) + f"{'peak mem':>11}"
     lines = [head]
     for r in rows:
         share = r.get("share_of_conv_peak")
@@ -217,7 +249,7 @@ def format_rows(rows: list[dict], extra: tuple[str, ...] = ()) -> list[str]:
                 + (f"{100 * share:>8.0f}%" if share is not None else f"{'':>9}"))
         for key in extra:
             v = r.get(key)
-            line += f"{'' if v is None else (f'{v:.3g}' if isinstance(v, float) else v):>12}"
+            line += f"{'' if v is None else (f'{v:.2g}' if isinstance(v, float) else v):>12}"
         lines.append(line + f"{_mb(r.get('peak_memory_bytes')):>11}")
         if r.get("setup_s") is not None:
             lines.append(f"  {'':<28}setup (compile / export, not in the figures above): "
