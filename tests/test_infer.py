@@ -256,6 +256,8 @@ def test_train_mode_model_is_copied_in_eval_mode_and_left_training():
     out = fast(x)
     assert_unchanged(model, snap)
     assert out.is_inference() and not fast.model.training
+    fast.train()  # stays an inference model: no dropout, no BN statistics
+    assert not fast.model.training and not any(m.training for m in fast.modules())
     model.eval()
     with torch.no_grad():
         assert max_rel_diff(out, model(x)) < 1e-4

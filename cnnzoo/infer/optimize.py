@@ -101,6 +101,9 @@ class InferenceModel(nn.Module):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
 
+    def train(self, mode: bool = True):
+        return super().train(False)  # an inference copy: dropout, BN updates stay off
+
     def forward(self, x: torch.Tensor):
         with torch.inference_mode():
             if self.info.channels_last and x.dim() == 4:
