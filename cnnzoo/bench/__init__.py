@@ -2,6 +2,6 @@
 throughput, the speed ladder, the zoo table (cnnzoo/bench/*.py; `cnnzoo bench`)."""
 
 from cnnzoo.bench.machine import describe, machine_info
-from cnnzoo.bench.timing import Timing, interleaved, time_once
+from cnnzoo.utils.timing import Timing, interleaved, time_once
 
 __all__ = ["Timing", "describe", "interleaved", "machine_info", "time_once"]

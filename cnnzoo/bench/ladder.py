@@ -30,7 +30,7 @@ from cnnzoo.bench.measure import (
     setup,
 )
 from cnnzoo.bench.peak import inference_call, peak_kernels
-from cnnzoo.bench.timing import time_once
+from cnnzoo.utils.timing import time_once
 from cnnzoo.errors import CnnzooError
 
 

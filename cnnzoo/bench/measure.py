@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from cnnzoo.bench.machine import describe, machine_info
 from cnnzoo.bench.peak import Kernel, amp_dtype, inference_call, peak_kernels
-from cnnzoo.bench.timing import interleaved, time_once
+from cnnzoo.utils.timing import interleaved, time_once
 from cnnzoo.errors import CnnzooError
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cnnzoo.bench.machine import describe, machine_info
-from cnnzoo.bench.timing import interleaved
+from cnnzoo.utils.timing import interleaved
 from cnnzoo.errors import CnnzooError
 from cnnzoo.utils.io import atomic_path, atomic_write_json, atomic_write_text
 

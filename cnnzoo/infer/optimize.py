@@ -293,7 +293,7 @@ def fold_batchnorm(model: nn.Module, input_size) -> tuple[nn.Module, FoldReport]
 # --- the path ----------------------------------------------------------------------------------
 
 def _faster_in_channels_last(net: nn.Module, x: torch.Tensor) -> tuple[bool, str]:
-    from cnnzoo.bench.timing import interleaved
+    from cnnzoo.utils.timing import interleaved
 
     cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
