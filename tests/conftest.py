@@ -18,5 +18,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    # Two cores here: keep intra-op threads fixed so timings and results are stable.
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # Two cores here: keep intra-op threads fixed so timings and results are stable; under
+    # pytest-xdist (`make test` runs one worker per core) each worker takes one.
+    cores = max(1, min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else cores)

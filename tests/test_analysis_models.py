@@ -1,5 +1,6 @@
 """The tool's numbers on the zoo's models: the lectures' tables, reproduced from its output."""
 
+import heavy
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -145,18 +146,14 @@ def _macs_by_flop_counter(name):
     return fc.get_total_flops() / 2
 
 
-# Over 2 s each on this machine (1000+ layers, DenseNet-264): slow-marked, so the default run
-# checks the other models and `-m "slow or not slow"` checks every registered one.
-GIANTS = {"resnet1202", "plain_cifar1202", "preact_resnet1001", "preact_resnet164",
-          "densenet264"}
+GIANTS = heavy.GIANTS
 
 
 def test_giants_are_registered_models():
     assert GIANTS <= set(cnnzoo.list_models())
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in GIANTS else n
-                                  for n in cnnzoo.list_models()])
+@pytest.mark.parametrize("name", heavy.by_name(cnnzoo.list_models()))
 def test_macs_agree_with_flop_counter_every_model(name):
     ref = _macs_by_flop_counter(name)
     macs = profile(name, training=False).macs

@@ -8,6 +8,7 @@ import ast
 from collections import Counter
 from pathlib import Path
 
+import heavy
 import pytest
 import torch
 import torch.nn as nn
@@ -18,8 +19,7 @@ from cnnzoo.models import AuxOutput, main_logits
 from cnnzoo.models.backbone import Backbone, UnknownLayerError, features
 
 ALL = cnnzoo.list_models()
-# Deep enough that building and running them dominates the suite; they still run in `make test`.
-HUGE = {"resnet1202", "plain_cifar1202", "preact_resnet1001", "densenet264", "wrn28_10", "wrn"}
+HUGE = heavy.GIANTS
 
 
 def small_build(name: str, **kw) -> tuple[nn.Module, tuple[int, int, int]]:
@@ -36,7 +36,7 @@ def small_build(name: str, **kw) -> tuple[nn.Module, tuple[int, int, int]]:
 
 
 def params(name):
-    return pytest.param(name, marks=pytest.mark.slow) if name in HUGE else name
+    return heavy.by_name([name])[0]
 
 
 @pytest.mark.parametrize("name", [params(n) for n in ALL])
@@ -119,8 +119,7 @@ EXPORT_SLOW = HUGE | {"inception_resnet_v2", "inception_v4", "densenet161", "den
                       "wide_resnet101_2", "preact_resnet152"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
-                                  if n in EXPORT_SLOW else n for n in ALL])
+@pytest.mark.parametrize("name", heavy.by_name(ALL, EXPORT_SLOW))
 def test_torch_export_at_default_size(name):
     with torch.device("meta"):
         model = cnnzoo.create_model(name).eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import heavy
 import pytest
 import torch
 import torch.nn as nn
@@ -22,8 +23,8 @@ from cnnzoo.infer import (
 )
 
 ALL = cnnzoo.list_models()
-# The deepest: building and running them dominates the suite; they run in `make test`.
-SLOW = {"resnet1202", "plain_cifar1202", "preact_resnet1001", "densenet264", "wrn28_10", "wrn",
+# The deepest: building and running them dominates the suite; they run in `make test-all`.
+SLOW = heavy.GIANTS | {
         "densenet_bc250", "densenet_bc190", "inception_resnet_v2", "inception_v4",
         "densenet121", "densenet169", "densenet201", "densenet161", "fractalnet40",
         "resnet101", "resnet152", "plain101", "plain152", "preact_resnet101",
@@ -110,8 +111,7 @@ def bn_count(model: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in ALL])
+@pytest.mark.parametrize("name", heavy.by_name(ALL, SLOW))
 def test_fold_is_exact_over_the_registry(name):
     model, size = small_model(name, cheap=True)
     snap = snapshot(model)
@@ -293,7 +293,7 @@ def test_defaults_and_errors():
 
 @pytest.mark.slow
 def test_compiled_path_matches_eager():
-    model, size = small_model("resnet20")
+    model, size = small_model("lenet5")  # folded BN, then Inductor (resnet20: 45 s of C++ build)
     x = torch.randn(4, *size)
     with torch.no_grad():
         ref = model(x)

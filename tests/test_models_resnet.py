@@ -3,6 +3,7 @@ ResNeXt and stochastic depth."""
 
 import math
 
+import heavy
 import pytest
 import torch
 import torch.nn as nn
@@ -157,7 +158,7 @@ def test_real_forward_at_224(name):
     assert y.shape == (1, 1000) and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", heavy.by_name(ALL))
 def test_every_model_forwards_default_input_on_meta(name):
     info = model_info(name)
     m = meta_model(name, num_classes=7).eval()

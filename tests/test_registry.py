@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import heavy
 import pytest
 import torch
 
@@ -83,7 +84,7 @@ def _meta_outputs(name: str, shapes, **kw) -> list[tuple[int, ...]]:
             return [tuple(model(torch.empty(shape)).shape) for shape in shapes]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", heavy.by_name(list_models()))
 def test_every_model_builds_and_runs_on_default_and_small_input(name):
     """Every registered network: its default input, then 28 and 32 pixels with one channel
     (through `small_input=True` where the stem needs it)."""

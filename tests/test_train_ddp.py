@@ -52,7 +52,11 @@ def assert_same_run(a_dir, b_dir):
     b = load_file(str(b_dir / "weights.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+        # Summation order differs (two half-batch gradients averaged vs one batch), and 58
+        # SGD steps carry that rounding forward: compare each tensor as a whole. A wrong
+        # reduction (a sum for a mean, a rank's gradient lost) is off by tens of percent.
+        rel = (a[k] - b[k]).norm() / a[k].norm().clamp_min(1e-12)
+        assert rel < 1e-4, (k, rel.item())
     sa = json.loads((a_dir / "trainer_state.json").read_text())
     sb = json.loads((b_dir / "trainer_state.json").read_text())
     assert sa["step"] == sb["step"] == 2 * (1843 // 64)

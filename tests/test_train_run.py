@@ -237,7 +237,7 @@ def test_pick_device(monkeypatch):
     assert pick_device().type == "cuda"
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # Inductor's C++ build of forward and backward: ~100 s on 2 cores
 def test_compile_trains_the_same_model(tmp_path):
     a = train(tiny(tmp_path / "eager", epochs=1, augment=""))
     b = train(tiny(tmp_path / "compiled", epochs=1, augment="", compile=True))

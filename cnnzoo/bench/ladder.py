@@ -30,8 +30,8 @@ from cnnzoo.bench.measure import (
     setup,
 )
 from cnnzoo.bench.peak import inference_call, peak_kernels
-from cnnzoo.utils.timing import time_once
 from cnnzoo.errors import CnnzooError
+from cnnzoo.utils.timing import time_once
 
 
 def _first_line(e: Exception) -> str:

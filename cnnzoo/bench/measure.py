@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from cnnzoo.bench.machine import describe, machine_info
 from cnnzoo.bench.peak import Kernel, amp_dtype, inference_call, peak_kernels
-from cnnzoo.utils.timing import interleaved, time_once
 from cnnzoo.errors import CnnzooError
+from cnnzoo.utils.timing import interleaved, time_once
 
 
 @dataclass

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from cnnzoo.bench.machine import describe, machine_info
-from cnnzoo.utils.timing import interleaved
 from cnnzoo.errors import CnnzooError
 from cnnzoo.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from cnnzoo.utils.timing import interleaved
 
 
 def small_setting(name: str) -> tuple[dict, tuple[int, int, int]]:
