@@ -146,11 +146,8 @@ def _macs_by_flop_counter(name):
     return fc.get_total_flops() / 2
 
 
-GIANTS = heavy.GIANTS
-
-
 def test_giants_are_registered_models():
-    assert GIANTS <= set(cnnzoo.list_models())
+    assert heavy.GIANTS <= set(cnnzoo.list_models())
 
 
 @pytest.mark.parametrize("name", heavy.by_name(cnnzoo.list_models()))

@@ -19,7 +19,6 @@ from cnnzoo.models import AuxOutput, main_logits
 from cnnzoo.models.backbone import Backbone, UnknownLayerError, features
 
 ALL = cnnzoo.list_models()
-HUGE = heavy.GIANTS
 
 
 def small_build(name: str, **kw) -> tuple[nn.Module, tuple[int, int, int]]:
@@ -35,11 +34,7 @@ def small_build(name: str, **kw) -> tuple[nn.Module, tuple[int, int, int]]:
     return cnnzoo.create_model(name, **kw), size
 
 
-def params(name):
-    return heavy.by_name([name])[0]
-
-
-@pytest.mark.parametrize("name", [params(n) for n in ALL])
+@pytest.mark.parametrize("name", heavy.by_name(ALL))
 def test_vocabulary(name):
     model, size = small_build(name)
     assert isinstance(model, Backbone)
@@ -75,7 +70,7 @@ def test_vocabulary(name):
         assert all(a.shape == (2, 5) for a in out.aux)
 
 
-@pytest.mark.parametrize("name", [params(n) for n in ALL])
+@pytest.mark.parametrize("name", heavy.by_name(ALL))
 def test_feature_info_matches_hooks(name):
     """Channels and reductions that the analysis code measured equal what hooks see."""
     with torch.device("meta"):
@@ -98,7 +93,7 @@ def test_feature_info_matches_hooks(name):
         torch.empty(1, c, h, w, device="meta")).shape[1], "the last stage is forward_features"
 
 
-@pytest.mark.parametrize("name", [params(n) for n in ALL])
+@pytest.mark.parametrize("name", heavy.by_name(ALL))
 def test_one_activation_module_per_call_site(name):
     """No module runs twice in one forward, so hooks (monitor, features) see one call each."""
     model, size = small_build(name)
@@ -114,7 +109,7 @@ def test_one_activation_module_per_call_site(name):
         assert not twice, f"called more than once: {twice[:5]}"
 
 
-EXPORT_SLOW = HUGE | {"inception_resnet_v2", "inception_v4", "densenet161", "densenet201",
+EXPORT_SLOW = heavy.GIANTS | {"inception_resnet_v2", "inception_v4", "densenet161", "densenet201",
                       "resnet152", "plain152", "resnext101_32x8d", "resnext101_64x4d",
                       "wide_resnet101_2", "preact_resnet152"}
 
